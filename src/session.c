@@ -62,8 +62,7 @@ struct session_hs {
 	/* SymmetricState and its CipherState. */
 	uint8_t ck[HASHLEN];
 	uint8_t h[HASHLEN];
-	uint8_t k[SESSION_KEY_LEN];
-	bool has_k;
+	uint8_t k[SESSION_KEY_LEN]; /* set by the psk token before any payload */
 	uint64_t n;
 
 	uint8_t s_sk[DHLEN], s_pk[DHLEN];
@@ -213,7 +212,6 @@ static void mix_key(struct session_hs *hs, const uint8_t *ikm, size_t len)
 
 	hkdf(hs->ck, ikm, len, hs->ck, temp_k, NULL);
 	memcpy(hs->k, temp_k, SESSION_KEY_LEN); /* HASHLEN 64: truncate to 32 */
-	hs->has_k = true;
 	hs->n = 0;
 	sodium_memzero(temp_k, sizeof(temp_k));
 }
@@ -225,22 +223,19 @@ static void mix_key_and_hash(struct session_hs *hs, const uint8_t *ikm, size_t l
 	hkdf(hs->ck, ikm, len, hs->ck, temp_h, temp_k);
 	mix_hash(hs, temp_h, HASHLEN);
 	memcpy(hs->k, temp_k, SESSION_KEY_LEN);
-	hs->has_k = true;
 	hs->n = 0;
 	sodium_memzero(temp_h, sizeof(temp_h));
 	sodium_memzero(temp_k, sizeof(temp_k));
 }
 
-/* out[0..len + 16) = ENCRYPT(k, n++, h, in); MixHash(ciphertext). in may equal out. */
+/*
+ * out[0..len + 16) = ENCRYPT(k, n++, h, in); MixHash(ciphertext). XXpsk0 has a
+ * key from its first token on, so Noise's plaintext case never arises.
+ */
 static size_t encrypt_and_hash(struct session_hs *hs, const uint8_t *in, size_t len, uint8_t *out)
 {
 	uint8_t nonce[12];
 
-	if (!hs->has_k) {
-		memmove(out, in, len);
-		mix_hash(hs, out, len);
-		return len;
-	}
 	nonce_of(nonce, hs->n++);
 	crypto_aead_chacha20poly1305_ietf_encrypt_detached(out, out + len, NULL, in, len, hs->h,
 							   HASHLEN, NULL, nonce, hs->k);
@@ -254,11 +249,6 @@ static int decrypt_and_hash(struct session_hs *hs, const uint8_t *in, size_t len
 	uint8_t nonce[12];
 	size_t plen;
 
-	if (!hs->has_k) {
-		memmove(out, in, len);
-		mix_hash(hs, in, len);
-		return 0;
-	}
 	if (len < SESSION_TAG_LEN)
 		return FERRY_EPROTO;
 	plen = len - SESSION_TAG_LEN;
@@ -285,7 +275,6 @@ static void init_symmetric(struct session_hs *hs, const uint8_t *prologue, size_
 	memset(hs->h, 0, HASHLEN);
 	memcpy(hs->h, PROTOCOL_NAME, strlen(PROTOCOL_NAME));
 	memcpy(hs->ck, hs->h, HASHLEN);
-	hs->has_k = false;
 	mix_hash(hs, prologue, plen);
 }
 
@@ -434,6 +423,8 @@ int session_hs_write(struct session_hs *hs, const uint8_t *payload, size_t plen,
 	int rc;
 
 	*outlen = 0;
+	if (hs->failed)
+		return ferry_errf(FERRY_EINVAL, "handshake: it failed earlier");
 	if (session_hs_step(hs) != SESSION_HS_WRITE)
 		return ferry_errf(FERRY_EINVAL,
 				  "handshake: not this side's turn to write message %d",
@@ -516,6 +507,8 @@ int session_hs_read(struct session_hs *hs, const uint8_t *in, size_t n, size_t *
 
 	*consumed = 0;
 	*plen = 0;
+	if (hs->failed)
+		return ferry_errf(FERRY_EINVAL, "handshake: it failed earlier");
 	if (session_hs_step(hs) != SESSION_HS_READ)
 		return ferry_errf(FERRY_EINVAL,
 				  "handshake: not this side's turn to read message %d", msg + 1);
@@ -709,7 +702,8 @@ struct session_rx *session_rx_new(const uint8_t key[static SESSION_KEY_LEN], siz
 
 	init_sodium();
 	memcpy(rx->key, key, SESSION_KEY_LEN);
-	rx->msg_cap = msg_cap;
+	/* Above this the buffer arithmetic could overflow; no message is that large. */
+	rx->msg_cap = MIN(msg_cap, SIZE_MAX / 2);
 	return rx;
 }
 
