@@ -201,13 +201,9 @@ int catalog_accept(struct store *st, const struct trust *t, const uint8_t *signe
 
 	if (out)
 		*out = NULL;
+	/* manifest_open refuses version 0, which means "none" in a head. */
 	if ((rc = manifest_open(signed_bytes, n, t, &m, hash)) != 0)
 		return rc;
-	/* 0 means "none" in a head and "newest" in a reference. */
-	if (m->version == 0) {
-		rc = ferry_errf(FERRY_EINVAL, "model '%s' version 0: versions start at 1", m->name);
-		goto out_free;
-	}
 
 	pthread_mutex_lock(&catalog_lock);
 	if ((rc = store_rd_begin(st, &rd)) != 0)
@@ -269,7 +265,6 @@ int catalog_accept(struct store *st, const struct trust *t, const uint8_t *signe
 out:
 	store_rd_end(rd);
 	pthread_mutex_unlock(&catalog_lock);
-out_free:
 	if (rc) {
 		manifest_free(m);
 		return rc;
