@@ -13,12 +13,12 @@
  *   - the zstd ratio, by compressing the sample with zstd itself.
  * The smallest estimate wins, except that stride 4 must beat stride 2 by
  * STRIDE4_MARGIN of the raw size (it codes twice the planes), and a plane
- * codec must beat zstd by ZSTD_PREFERENCE of the raw size: on data that neither transposition nor
- * matches help (order-0 entropy all the same) zstd's own Huffman decodes
- * faster than ours would on every plane. Raw wins if no estimate is below
+ * codec must beat zstd by ZSTD_PREFERENCE of the raw size: on data that
+ * neither transposition nor matches help, zstd's own Huffman decodes faster
+ * than ours would on every plane. Raw wins if no estimate is below
  * RAW_CUTOFF of the raw size. Then the chunk is encoded once with the
  * winner, and stored raw if that came out no smaller. Chunks under
- * MIN_CODED_LEN bytes stay raw.
+ * MIN_CODED_LEN bytes stay raw. The same rule is in docs/formats.md.
  */
 #include "config.h"
 
@@ -58,10 +58,10 @@ enum plane_mode { PLANE_STORED = 0, PLANE_CONST = 1, PLANE_HUFFMAN = 2 };
 struct codec_ctx {
 	ZSTD_CCtx *zc;
 	ZSTD_DCtx *zd;
-	uint8_t *planes; /* CHUNK_MAX_SIZE: planes split for encoding or decoded for merging */
-	uint8_t *huf;	 /* Huffman stream scratch for the largest plane */
-	uint8_t *sample; /* SAMPLE_MAX */
-	uint8_t *zsample;
+	uint8_t *planes;  /* CHUNK_MAX_SIZE: planes split for encoding or decoded for merging */
+	uint8_t *huf;	  /* Huffman stream scratch for the largest plane */
+	uint8_t *sample;  /* SAMPLE_MAX: the slices of a large chunk's sample */
+	uint8_t *zsample; /* the sample compressed by zstd */
 	size_t zsample_cap;
 };
 

@@ -8,8 +8,8 @@
  * reversed and the decoder indexes its table with the next HUF_MAX_BITS bits
  * as they come. Both sides move 64 bits at a time: the encoder can add five
  * 11-bit codes to a 64-bit register holding up to 7 pending bits before it
- * must store, and the decoder refills to at least 56 bits, enough for five
- * codes, with one unaligned load.
+ * must store, and the decoder gets at least 57 bits, enough for five codes,
+ * from one unaligned load at its bit position.
  */
 #include "config.h"
 
@@ -282,36 +282,23 @@ static size_t seg_count(size_t m, int j)
 		n##j &= 7;                                                                         \
 	} while (0)
 
-/* One stream's symbols after the part all four streams share. */
-static uint8_t *encode_rest(const uint32_t ent[256], const uint8_t *s, size_t from, size_t to,
-			    uint8_t *p, uint64_t b, unsigned n)
-{
-	for (size_t i = from; i < to; i++) {
-		uint32_t e = ent[s[i]];
-
-		b |= (uint64_t)(e & 0xffff) << n;
-		n += e >> 16;
-		store64le(p, b);
-		p += n >> 3;
-		b >>= n & 56;
-		n &= 7;
-	}
-	store64le(p, b);
-	return p + (n + 7) / 8;
-}
+/* A bit writer: b holds n (< 8 between symbols) bits not yet stored at p. */
+struct bitwr {
+	uint8_t *p;
+	uint64_t b;
+	unsigned n;
+};
 
 /*
- * Encode two streams side by side (symbols sa[0..count) and sb[0..count))
- * from the bit writers' states *pa/ba/na and *pb/bb/nb; two at a time keeps
- * every writer in registers.
+ * Encode two streams side by side, symbols sa[0..count) to wa and
+ * sb[0..count) to wb: two writers at a time stay in registers, four do not.
  */
 static void encode_pair(const uint32_t ent[256], const uint8_t *sa, const uint8_t *sb, size_t count,
-			uint8_t **ppa, uint8_t **ppb, uint64_t *pba, uint64_t *pbb, unsigned *pna,
-			unsigned *pnb)
+			struct bitwr *wa, struct bitwr *wb)
 {
-	uint8_t *p0 = *ppa, *p1 = *ppb;
-	uint64_t b0 = *pba, b1 = *pbb;
-	unsigned n0 = *pna, n1 = *pnb;
+	uint8_t *p0 = wa->p, *p1 = wb->p;
+	uint64_t b0 = wa->b, b1 = wb->b;
+	unsigned n0 = wa->n, n1 = wb->n;
 	size_t i = 0;
 
 	/* Five symbols per stream between stores: 7 pending + 5 x 11 bits fit in 64. */
@@ -329,12 +316,24 @@ static void encode_pair(const uint32_t ent[256], const uint8_t *sa, const uint8_
 		FLUSH(0);
 		FLUSH(1);
 	}
-	*ppa = p0;
-	*ppb = p1;
-	*pba = b0;
-	*pbb = b1;
-	*pna = n0;
-	*pnb = n1;
+	*wa = (struct bitwr){p0, b0, n0};
+	*wb = (struct bitwr){p1, b1, n1};
+}
+
+/* Encode s[from..to) to w, then store its last bits; returns the end of the stream. */
+static uint8_t *encode_rest(const uint32_t ent[256], const uint8_t *s, size_t from, size_t to,
+			    struct bitwr *w)
+{
+	uint8_t *p0 = w->p;
+	uint64_t b0 = w->b;
+	unsigned n0 = w->n;
+
+	for (size_t i = from; i < to; i++) {
+		PUT(0, s[i]);
+		FLUSH(0);
+	}
+	store64le(p0, b0);
+	return p0 + (n0 + 7) / 8;
 }
 
 size_t codec__huf_encode(const struct huf_code *hc, const uint8_t *src, size_t m, uint8_t *out,
@@ -344,21 +343,23 @@ size_t codec__huf_encode(const struct huf_code *hc, const uint8_t *src, size_t m
 	size_t region = stream_region(m), seg = (m + HUF_STREAMS - 1) / HUF_STREAMS;
 	size_t common = seg_count(m, HUF_STREAMS - 1), tlen, pos, slen[HUF_STREAMS];
 	size_t total = 0;
-	uint8_t *start[HUF_STREAMS], *p[HUF_STREAMS];
-	uint64_t b[HUF_STREAMS] = {0};
-	unsigned n[HUF_STREAMS] = {0};
+	uint8_t *start[HUF_STREAMS];
+	struct bitwr w[HUF_STREAMS];
 
 	for (int s = 0; s < 256; s++)
 		ent[s] = hc->bits[s] | (uint32_t)hc->len[s] << 16;
-	for (int j = 0; j < HUF_STREAMS; j++)
-		p[j] = start[j] = scratch + (size_t)j * region;
-	encode_pair(ent, src, src + seg, common, &p[0], &p[1], &b[0], &b[1], &n[0], &n[1]);
-	encode_pair(ent, src + 2 * seg, src + 3 * seg, common, &p[2], &p[3], &b[2], &b[3], &n[2],
-		    &n[3]);
 	for (int j = 0; j < HUF_STREAMS; j++) {
-		p[j] = encode_rest(ent, src + (size_t)j * seg, common, seg_count(m, j), p[j], b[j],
-				   n[j]);
-		slen[j] = (size_t)(p[j] - start[j]);
+		start[j] = scratch + (size_t)j * region;
+		w[j] = (struct bitwr){start[j], 0, 0};
+	}
+	/* All four segments hold `common` symbols; the first ones may hold a few more. */
+	encode_pair(ent, src, src + seg, common, &w[0], &w[1]);
+	encode_pair(ent, src + 2 * seg, src + 3 * seg, common, &w[2], &w[3]);
+	for (int j = 0; j < HUF_STREAMS; j++) {
+		uint8_t *end =
+		    encode_rest(ent, src + (size_t)j * seg, common, seg_count(m, j), &w[j]);
+
+		slen[j] = (size_t)(end - start[j]);
 	}
 
 	for (int j = 0; j < HUF_STREAMS; j++)
