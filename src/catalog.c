@@ -100,9 +100,9 @@ static bool idset_add(struct idset *s, const uint8_t id[32])
  * The body inside a stored signed manifest, without a signature check: gc
  * has no trust list and must keep what every stored manifest references,
  * whoever signed it. The envelope is the msgpack array [tag, bin body, bin
- * signature] of docs/formats.md "Manifests"; it was fully checked by
- * manifest_open() when the manifest was accepted, and is re-checked here for
- * bounds only.
+ * signature] of docs/formats.md "Manifests", "Signed form"; manifest_open()
+ * checked all of it when the manifest was accepted, so here it is checked
+ * for bounds only.
  */
 static int stored_body(const uint8_t *p, size_t n, const uint8_t **body, size_t *blen)
 {
