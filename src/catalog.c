@@ -97,66 +97,6 @@ static bool idset_add(struct idset *s, const uint8_t id[32])
 /* ---- reading stored manifests and index pieces ---- */
 
 /*
- * The body inside a stored signed manifest, without a signature check: gc
- * has no trust list and must keep what every stored manifest references,
- * whoever signed it. The envelope is the msgpack array [tag, bin body, bin
- * signature] of docs/formats.md "Manifests", "Signed form"; manifest_open()
- * checked all of it when the manifest was accepted, so here it is checked
- * for bounds only.
- */
-static int stored_body(const uint8_t *p, size_t n, const uint8_t **body, size_t *blen)
-{
-	size_t off = 0, hdr, len = 0;
-
-	if (n < 2 || p[0] != 0x93)
-		goto bad;
-	off = 1;
-	if ((p[off] & 0xe0) == 0xa0) { /* fixstr */
-		len = p[off] & 0x1f;
-		hdr = 1;
-	} else if (p[off] == 0xd9 && n - off >= 2) { /* str8 */
-		len = p[off + 1];
-		hdr = 2;
-	} else {
-		goto bad;
-	}
-	if (n - off < hdr + len)
-		goto bad;
-	off += hdr + len;
-	if (n - off < 2)
-		goto bad;
-	switch (p[off]) {
-	case 0xc4: /* bin8 */
-		hdr = 2;
-		len = p[off + 1];
-		break;
-	case 0xc5: /* bin16 */
-		hdr = 3;
-		if (n - off < hdr)
-			goto bad;
-		len = (size_t)p[off + 1] << 8 | p[off + 2];
-		break;
-	case 0xc6: /* bin32 */
-		hdr = 5;
-		if (n - off < hdr)
-			goto bad;
-		len = (size_t)p[off + 1] << 24 | (size_t)p[off + 2] << 16 |
-		      (size_t)p[off + 3] << 8 | p[off + 4];
-		break;
-	default:
-		goto bad;
-	}
-	if (n - off < hdr + len)
-		goto bad;
-	*body = p + off + hdr;
-	*blen = len;
-	return 0;
-bad:
-	return ferry_errf(FERRY_EFORMAT, "stored manifest of %zu bytes has a malformed envelope",
-			  n);
-}
-
-/*
  * The chunk references in a stored index piece: a CODEC_RAW chunk whose
  * payload is the piece. FERRY_ENOENT if the piece is not stored. *refs is
  * malloc'd (caller frees).
@@ -427,10 +367,12 @@ static int gc_mark_manifest(void *arg, const char *name, uint64_t version, const
 	struct gc_mark *g = arg;
 	struct manifest *m = NULL;
 	const uint8_t *body = NULL;
+	uint8_t sig[64];
 	size_t blen = 0;
 	int rc;
 
-	rc = stored_body(bytes, len, &body, &blen);
+	/* gc has no trust list: it keeps what every stored manifest references. */
+	rc = manifest_envelope(bytes, len, &body, &blen, sig);
 	if (rc == 0)
 		rc = manifest_decode_body(body, blen, &m);
 	if (rc)
