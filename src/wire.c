@@ -321,7 +321,10 @@ static void enc_fields(struct mpk_w *w, const struct wire_msg *m)
 		mpk_w_uint(w, m->have.nchunks);
 		mpk_w_bool(w, m->have.complete);
 		mpk_w_uint(w, m->have.first);
-		mpk_w_bin(w, m->have.bitmap, m->have.bitmap_len);
+		/* A complete HAVE may leave bitmap NULL; mpk copies from the pointer even for 0
+		 * bytes. */
+		mpk_w_bin(w, m->have.bitmap_len > 0 ? m->have.bitmap : (const uint8_t *)"",
+			  m->have.bitmap_len);
 		break;
 	case WIRE_HAVE_ADD:
 		enc_have_add(w, &m->have_add);

@@ -254,7 +254,12 @@ void peer_conn_ping(struct peer_conn *c);
  */
 void peer_conn_close(struct peer_conn *c, int reason);
 
-/* Stop (false) or resume (true) reading from c, e.g. for a download limit. */
+/*
+ * Stop (false) or resume (true) reading from c, e.g. for a download limit:
+ * the kernel's receive window then closes and the sender slows down. The
+ * dead-peer timeout is suspended while reading is stopped. Messages already
+ * read are still delivered.
+ */
 void peer_conn_set_reading(struct peer_conn *c, bool on);
 
 /* Set the link class (the WAN socket options are applied at once). */
