@@ -733,6 +733,91 @@ static void test_version_mismatch(void **state)
 	assert_loop_clean();
 }
 
+struct raw_listener {
+	int fd;
+	int conn;
+};
+
+static bool raw_accepted(void *arg)
+{
+	struct raw_listener *l = arg;
+
+	l->conn = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK);
+	return l->conn >= 0;
+}
+
+/* Read one handshake message from r into payload; the rest stays in r. */
+static void raw_hs_read(struct raw *r, struct session_hs *hs, uint8_t *payload, size_t *plen)
+{
+	size_t used;
+	int rc;
+
+	for (;;) {
+		raw_poll(r);
+		rc = session_hs_read(hs, r->buf, r->len, &used, payload, SESSION_HELLO_MAX, plen);
+		if (rc != FERRY_EAGAIN)
+			break;
+		assert_false(r->eof);
+		uv_run(loop, UV_RUN_NOWAIT);
+		usleep(1000);
+	}
+	assert_int_equal(rc, 0);
+	memmove(r->buf, r->buf + used, r->len - used);
+	r->len -= used;
+}
+
+/* Dialing a node that speaks other versions: message 3 still goes out, then the close. */
+static void test_version_mismatch_dialer(void **state)
+{
+	struct tnode a;
+	struct peer_net_config ca;
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t salen = sizeof(sa);
+	struct raw_listener l;
+	struct raw r = {0};
+	struct nodekey k;
+	struct session_hs *hs;
+	struct wire_msg m = {.type = WIRE_HELLO}, d;
+	uint8_t out[SESSION_HS_MSG_MAX], payload[SESSION_HELLO_MAX], *hb;
+	size_t len, plen, hlen;
+
+	(void)state;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_int_equal(bind(l.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(l.fd, 4), 0);
+	assert_int_equal(getsockname(l.fd, (struct sockaddr *)&sa, &salen), 0);
+	node_init(&a, "a");
+	ca = node_config(&a, false);
+	node_start(&a, &ca);
+	assert_int_equal(peer_net_dial(a.net, "127.0.0.1", ntohs(sa.sin_port), NULL, 0), 0);
+	run_until(raw_accepted, &l);
+	r.fd = l.conn;
+
+	nodekey_generate(&k);
+	hs = session_hs_new(SESSION_RESPONDER, &k, netkey, (uint64_t)time(NULL));
+	raw_hs_read(&r, hs, payload, &plen);
+	m.hello.version_min = WIRE_VERSION + 2;
+	m.hello.version_max = WIRE_VERSION + 3;
+	assert_int_equal(wire_encode(&m, &hb, &hlen), 0);
+	assert_int_equal(session_hs_write(hs, hb, hlen, out, sizeof(out), &len), 0);
+	free(hb);
+	raw_send(r.fd, out, len);
+	raw_hs_read(&r, hs, payload, &plen);
+	assert_int_equal(wire_decode(payload, plen, &d), 0);
+	assert_int_equal(d.hello.version_max, WIRE_VERSION);
+	session_hs_free(hs);
+	run_until(raw_eof, &r);
+	assert_int_equal(r.len, 0);
+	run_until(dial_failed, &a);
+	assert_int_equal(a.last_dial_error, FERRY_EVERSION);
+	assert_int_equal(a.ups, 0);
+	close(r.fd);
+	close(l.fd);
+	node_free(&a);
+	assert_loop_clean();
+}
+
 static bool down_once(void *arg)
 {
 	return ((struct tnode *)arg)->downs > 0;
@@ -1026,6 +1111,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unauth_cap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_version_mismatch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_version_mismatch_dialer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_peer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_and_malformed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_duplicate, setup, teardown),
