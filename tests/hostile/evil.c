@@ -82,6 +82,7 @@ void evil_opts_default(struct evil_opts *o)
 	o->hold_ms = 30000;
 	o->interval_ms = 3000;
 	o->flood_bytes = 4u << 20;
+	o->variant = -1;
 }
 
 /* The model announced, read once from the store. */
@@ -594,6 +595,13 @@ static int on_chunk_req(struct evil *e, struct conn *c, const struct wire_chunk_
 	int rc = 0;
 
 	e->res->reqs++;
+	{
+		char hex[13];
+
+		say(e, "conn %u: CHUNK_REQ %u for %s %s at %u", c->idx, q->req,
+		    is_piece(md, q->id) ? "index piece" : "chunk", hex_encode(hex, q->id, 6),
+		    q->offset);
+	}
 	if (e->o->mode == EVIL_SILENT)
 		return 0;
 	none.chunk_none.req = q->req;
@@ -683,6 +691,9 @@ static int on_message(struct evil *e, struct conn *c, const struct wire_msg *m)
 		return on_manifest_req(e, c, &m->manifest_req);
 	case WIRE_CHUNK_REQ:
 		return on_chunk_req(e, c, &m->chunk_req);
+	case WIRE_CANCEL:
+		say(e, "conn %u: CANCEL %u", c->idx, m->cancel.req);
+		return 0;
 	default:
 		return 0;
 	}
@@ -879,44 +890,71 @@ out:
 
 /* ---- the modes that act once up ---- */
 
-/* Frame headers past the caps, or a message past the message cap. */
+/* The variant of a connection: --variant, or cycling through count of them. */
+static unsigned variant_of(const struct evil *e, const struct conn *c, unsigned count)
+{
+	return e->o->variant >= 0 ? (unsigned)e->o->variant : c->idx % count;
+}
+
+/* Read and drop whatever comes, without decrypting (we are inside a message). */
+static int drain(struct evil *e, struct conn *c, uint64_t until)
+{
+	uint8_t buf[4096];
+
+	while (now_ms() < until && !stopped(e))
+		if (raw_read(e, c, buf, sizeof(buf), 100) < 0)
+			return FERRY_EIO;
+	return 0;
+}
+
+/*
+ * Frame headers past the frame cap (variants 0 and 1), a message of valid
+ * frames past the message cap (2), or one held just under the cap and kept
+ * alive with a 1-byte frame every 20 s (3, only with --variant: the node
+ * holds the whole message in memory while it lasts).
+ */
 static int do_oversize(struct evil *e, struct conn *c)
 {
-	unsigned variant = c->idx % EVIL_OVERSIZE_VARIANTS;
-	uint8_t junk[64] = {0};
-	int rc;
+	unsigned variant = variant_of(e, c, EVIL_OVERSIZE_VARIANTS);
+	size_t flen = SESSION_FRAME_HDR + SESSION_FRAME_MAX + SESSION_TAG_LEN;
+	uint64_t sent = 0, cap = (uint64_t)WIRE_MSG_MAX + 4 * SESSION_FRAME_MAX;
+	uint8_t *frame;
+	int rc = 0;
 
 	if (variant < 2) {
 		uint32_t h = variant == 0 ? 0x7fffffffu : 0xffffffffu;
 		uint8_t hdr[4] = {(uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8),
 				  (uint8_t)h};
+		uint8_t junk[64] = {0};
 
 		say(e, "conn %u: oversize: a frame header declaring 0x%08x", c->idx, h);
 		if ((rc = raw_write(e, c, hdr, sizeof(hdr))) != 0)
 			return rc;
 		return raw_write(e, c, junk, sizeof(junk));
 	}
-	/* Valid frames, all with MORE: the node must refuse before the message passes its cap. */
-	{
-		size_t flen = SESSION_FRAME_HDR + SESSION_FRAME_MAX + SESSION_TAG_LEN;
-		uint8_t *frame = xcalloc(1, flen);
-		uint64_t sent = 0, cap = (uint64_t)WIRE_MSG_MAX + 4 * SESSION_FRAME_MAX;
-
-		say(e, "conn %u: oversize: MORE frames past the %zu-byte message cap", c->idx,
-		    (size_t)WIRE_MSG_MAX);
-		rc = 0;
-		while (sent < cap && rc == 0) {
-			memset(frame + SESSION_FRAME_HDR, 0x42, SESSION_FRAME_MAX);
-			if ((rc = session_seal_frame_inplace(c->tx, frame, SESSION_FRAME_MAX,
-							     true)) != 0)
-				break;
-			rc = raw_write(e, c, frame, flen);
-			sent += SESSION_FRAME_MAX;
-		}
-		say(e, "conn %u: oversize: %" PRIu64 " bytes of one message written", c->idx, sent);
-		free(frame);
-		return rc == FERRY_EIO ? 0 : rc;
+	if (variant == 3)
+		cap = WIRE_MSG_MAX - 2 * SESSION_FRAME_MAX;
+	say(e, "conn %u: oversize: %" PRIu64 " bytes of MORE frames (the message cap is %zu)",
+	    c->idx, cap, (size_t)WIRE_MSG_MAX);
+	frame = xcalloc(1, flen);
+	while (sent < cap && rc == 0) {
+		memset(frame + SESSION_FRAME_HDR, 0x42, SESSION_FRAME_MAX);
+		if ((rc = session_seal_frame_inplace(c->tx, frame, SESSION_FRAME_MAX, true)) != 0)
+			break;
+		rc = raw_write(e, c, frame, flen);
+		sent += SESSION_FRAME_MAX;
 	}
+	say(e, "conn %u: oversize: %" PRIu64 " bytes of one message written", c->idx, sent);
+	while (variant == 3 && rc == 0 && !stopped(e) && now_ms() < c->start_ms + e->o->hold_ms) {
+		/* Something every 20 s, so the node never sees the connection as dead. */
+		if ((rc = drain(e, c, MIN(now_ms() + 20000, c->start_ms + e->o->hold_ms))) != 0)
+			break;
+		frame[SESSION_FRAME_HDR] = 0x42;
+		if ((rc = session_seal_frame_inplace(c->tx, frame, 1, true)) == 0)
+			rc = raw_write(e, c, frame, SESSION_FRAME_OVERHEAD + 1);
+	}
+	free(frame);
+	return rc == FERRY_EIO && variant != 3 ? 0 : rc;
 }
 
 /* Malformed message number variant (the plaintext of one sealed message). */
@@ -1012,7 +1050,7 @@ static void garbage(unsigned variant, struct mpk_w *w, const char **what)
 
 static int do_garbage(struct evil *e, struct conn *c)
 {
-	unsigned variant = c->idx % EVIL_GARBAGE_VARIANTS;
+	unsigned variant = variant_of(e, c, EVIL_GARBAGE_VARIANTS);
 	struct mpk_w w;
 	uint8_t *p = NULL;
 	size_t n = 0;
@@ -1155,6 +1193,7 @@ static int conn_run(struct evil *e, unsigned idx)
 	const struct evil_opts *o = e->o;
 	struct conn c = {.idx = idx, .fd = -1};
 	uint8_t netkey[SESSION_KEY_LEN];
+	char ours[13];
 	int rc;
 
 	c.key = o->key;
@@ -1195,7 +1234,9 @@ static int conn_run(struct evil *e, unsigned idx)
 		goto out;
 	}
 	e->res->up++;
-	say(e, "conn %u: up, peer %s, as %s", idx, c.peer_short, evil_mode_name(o->mode));
+	hex_encode(ours, c.key.pk, 6);
+	say(e, "conn %u: up, peer %s, as %s, our id %s", idx, c.peer_short, evil_mode_name(o->mode),
+	    ours);
 	rc = announce(e, &c);
 	if (rc == 0 && o->mode == EVIL_SLOW) {
 		c.slow = true;
@@ -1218,15 +1259,50 @@ out:
 
 /* ---- half-open ---- */
 
+/*
+ * Poll the half-open sockets for timeout_ms: count answers (there must be
+ * none) and closes, as "at once" (within a second of the connect, which
+ * only the cap on unauthenticated connections does) or later.
+ */
+static void ho_poll(struct evil *e, struct pollfd *pfd, const uint64_t *opened, unsigned n,
+		    int timeout_ms, unsigned *live, unsigned *fast, unsigned *later)
+{
+	uint8_t buf[256];
+
+	if (poll(pfd, n, timeout_ms) <= 0)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		ssize_t k;
+
+		if (pfd[i].fd < 0 || pfd[i].revents == 0)
+			continue;
+		k = recv(pfd[i].fd, buf, sizeof(buf), 0);
+		if (k > 0) {
+			e->res->ho_answered++;
+			e->res->bytes_in += (uint64_t)k;
+			continue;
+		}
+		if (k < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (now_ms() - opened[i] < 1000)
+			(*fast)++;
+		else
+			(*later)++;
+		close(pfd[i].fd);
+		pfd[i].fd = -1;
+		(*live)--;
+	}
+}
+
 static int half_open(struct evil *e, unsigned round)
 {
 	const struct evil_opts *o = e->o;
 	unsigned n = o->count;
 	struct pollfd *pfd = xcalloc(n, sizeof(*pfd));
 	uint64_t *opened = xcalloc(n, sizeof(*opened));
-	uint8_t msg1[SESSION_HS_MSG1_LEN], buf[256];
+	uint8_t msg1[SESSION_HS_MSG1_LEN];
 	size_t len;
-	unsigned live = 0, partial = 0;
+	unsigned live = 0, partial = 0, failed = 0, fast = 0, later = 0;
 	uint64_t until;
 	struct session_hs *hs;
 
@@ -1234,13 +1310,15 @@ static int half_open(struct evil *e, unsigned round)
 	hs = session_hs_new(SESSION_INITIATOR, &o->key, o->netkey, (uint64_t)time(NULL));
 	session_hs_write(hs, NULL, 0, msg1, sizeof(msg1), &len);
 	session_hs_free(hs);
+	for (unsigned i = 0; i < n; i++)
+		pfd[i] = (struct pollfd){.fd = -1, .events = POLLIN};
 	for (unsigned i = 0; i < n && !stopped(e); i++) {
 		struct conn c = {.idx = i, .fd = -1};
 
 		e->res->conns++;
 		if (tcp_connect(e, &c.fd) != 0) {
 			e->res->connect_failed++;
-			pfd[i].fd = -1;
+			failed++;
 			continue;
 		}
 		opened[i] = now_ms();
@@ -1248,44 +1326,25 @@ static int half_open(struct evil *e, unsigned round)
 			raw_write(e, &c, msg1, 30);
 			partial++;
 		}
-		pfd[i] = (struct pollfd){.fd = c.fd, .events = POLLIN};
+		pfd[i].fd = c.fd;
 		live++;
+		/* Closes while connecting the rest count at their own time. */
+		ho_poll(e, pfd, opened, i + 1, 0, &live, &fast, &later);
 	}
 	say(e,
-	    "half-open round %u: %u connections open (%u with 30 bytes of message 1), "
-	    "%u failed",
-	    round, live, partial, e->res->connect_failed);
+	    "half-open round %u: %u connections made (%u with 30 bytes of message 1), "
+	    "%u failed, %u already closed",
+	    round, n - failed, partial, failed, fast + later);
 	until = now_ms() + o->hold_ms;
-	while (live > 0 && now_ms() < until && !stopped(e)) {
-		if (poll(pfd, n, 100) <= 0)
-			continue;
-		for (unsigned i = 0; i < n; i++) {
-			ssize_t k;
-
-			if (pfd[i].fd < 0 || pfd[i].revents == 0)
-				continue;
-			k = recv(pfd[i].fd, buf, sizeof(buf), 0);
-			if (k > 0) {
-				e->res->ho_answered++;
-				e->res->bytes_in += (uint64_t)k;
-				continue;
-			}
-			if (k < 0 && (errno == EAGAIN || errno == EINTR))
-				continue;
-			if (now_ms() - opened[i] < 1000)
-				e->res->ho_closed_fast++;
-			else
-				e->res->ho_closed_deadline++;
-			close(pfd[i].fd);
-			pfd[i].fd = -1;
-			live--;
-		}
-	}
+	while (live > 0 && now_ms() < until && !stopped(e))
+		ho_poll(e, pfd, opened, n, 100, &live, &fast, &later);
+	e->res->ho_closed_fast += fast;
+	e->res->ho_closed_deadline += later;
 	e->res->ho_open += live;
 	say(e,
 	    "half-open round %u: closed by the node at once %u, later %u; still open %u; "
 	    "answered %u",
-	    round, e->res->ho_closed_fast, e->res->ho_closed_deadline, live, e->res->ho_answered);
+	    round, fast, later, live, e->res->ho_answered);
 	for (unsigned i = 0; i < n; i++)
 		if (pfd[i].fd >= 0)
 			close(pfd[i].fd);
@@ -1306,6 +1365,11 @@ int evil_run(const struct evil_opts *o, struct evil_result *res)
 	e.deadline = o->duration_ms ? e.t0 + o->duration_ms : UINT64_MAX;
 	if ((rc = fcrypto_init()) != 0 || (rc = model_load(&e)) != 0)
 		goto out;
+	if (!o->fresh_key) {
+		char hex[NODEKEY_ID_HEX_LEN];
+
+		say(&e, "our node id %s", nodekey_id_hex(hex, o->key.pk));
+	}
 	if (o->store_dir == NULL && (o->mode == EVIL_WRONG_BYTES || o->mode == EVIL_MORE_BYTES ||
 				     o->mode == EVIL_FORGED_MANIFEST))
 		say(&e, "note: no --store: nothing to announce, so the node will ask for nothing");

@@ -52,7 +52,10 @@ enum evil_mode {
 
 /* Number of malformed-message variants garbage-msgs cycles through, one per connection. */
 #define EVIL_GARBAGE_VARIANTS 12
-/* Number of oversize variants, one per connection. */
+/*
+ * Number of oversize variants cycled through, one per connection; variant 3
+ * (a message held just under the cap) only runs when asked for.
+ */
 #define EVIL_OVERSIZE_VARIANTS 3
 
 struct evil_opts {
@@ -74,6 +77,7 @@ struct evil_opts {
 	unsigned interval_ms;  /* slow: between two bytes */
 	bool slow_hs;	       /* slow: dribble the handshake too */
 	size_t flood_bytes;    /* more-bytes: unrequested data per request */
+	int variant;	       /* oversize, garbage-msgs: this variant only; -1 = cycle */
 	volatile int *stop;    /* set non-zero from elsewhere to stop (tests); may be NULL */
 	FILE *out;	       /* event lines; NULL = stdout */
 };

@@ -49,6 +49,9 @@ static void usage(FILE *f)
 	      "  --interval MS     slow: time between two bytes (default 3000)\n"
 	      "  --slow-hs         slow: dribble handshake message 1 too\n"
 	      "  --flood BYTES     more-bytes: unrequested data per request (default 4 MiB)\n"
+	      "  --variant N       oversize, garbage-msgs: only this variant (default: the\n"
+	      "                    connections cycle through them; oversize 3 holds a\n"
+	      "                    message just under the cap)\n"
 	      "modes:\n",
 	      f);
 	evil_modes_usage(f);
@@ -85,6 +88,7 @@ int main(int argc, char **argv)
 		O_INTERVAL,
 		O_SLOW_HS,
 		O_FLOOD,
+		O_VARIANT,
 		O_HELP,
 	};
 	static const struct option longopts[] = {
@@ -104,6 +108,7 @@ int main(int argc, char **argv)
 	    {"interval", required_argument, NULL, O_INTERVAL},
 	    {"slow-hs", no_argument, NULL, O_SLOW_HS},
 	    {"flood", required_argument, NULL, O_FLOOD},
+	    {"variant", required_argument, NULL, O_VARIANT},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -175,6 +180,9 @@ int main(int argc, char **argv)
 			break;
 		case O_FLOOD:
 			o.flood_bytes = num("--flood", optarg);
+			break;
+		case O_VARIANT:
+			o.variant = (int)num("--variant", optarg);
 			break;
 		case O_HELP:
 			usage(stdout);
