@@ -100,6 +100,7 @@ struct gossip_peer {
 	uint32_t fails;	    /* consecutive failed dials */
 	uint64_t next_dial; /* monotonic ms before which it is not dialed */
 	bool connected;	    /* set by the node */
+	uint64_t bytes_received, bytes_served; /* kept by the node, across reconnects */
 };
 
 struct gossip_book;
