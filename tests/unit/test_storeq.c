@@ -284,6 +284,33 @@ static void test_busy(void **state)
 	fix_free(f);
 }
 
+/*
+ * More than a new store's map (64 MiB) goes through the queue: the store
+ * thread grows the map while the loop thread keeps reading, as the node's
+ * serving does, and nothing deadlocks or is lost.
+ */
+static void test_map_growth(void **state)
+{
+	enum { N = 96 };
+	struct storeq_params p;
+	struct fix *f;
+	size_t len = 1024 * KIB;
+
+	storeq_params_default(&p);
+	f = fix_new(&p);
+	for (uint32_t n = 0; n < N; n++) {
+		put(f, n, len);
+		if (n % 8 == 7)
+			run_for(f, 5);
+		/* A short read between puts, as serving a chunk does. */
+		(void)stored(f, n / 2, len);
+	}
+	run_until_ids(f, N);
+	for (uint32_t n = 0; n < N; n += 7)
+		assert_true(stored(f, n, len));
+	fix_free(f);
+}
+
 struct job_arg {
 	pthread_t loop_thread;
 	bool ran_elsewhere;
@@ -394,6 +421,7 @@ int main(void)
 	    cmocka_unit_test(test_job),
 	    cmocka_unit_test(test_close_flushes),
 	    cmocka_unit_test(test_close_in_error),
+	    cmocka_unit_test(test_map_growth),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
