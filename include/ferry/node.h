@@ -60,6 +60,8 @@ struct node_status {
 	double rate_in_bps;	   /* bits/s, recent average */
 	double rate_out_bps;
 	const char *store_error;   /* last store write error ("disk full: ..."), NULL if none */
+	uint64_t bytes_received;   /* chunk data received from peers since start */
+	uint64_t bytes_served;	   /* chunk data sent to peers since start */
 };
 void node_status(struct node *n, struct node_status *out);
 
@@ -67,12 +69,12 @@ struct node_peer_row {
 	uint8_t node_id[32];
 	const char *address; /* "host:port" as connected or configured */
 	const char *site;    /* "" if unknown */
-	const char *state;   /* "connected", "connecting", "backoff", "banned" */
+	const char *state;   /* "connected", "connecting", "backoff", "banned", "idle" */
 	bool lan;	     /* same site */
 	double rtt_ms;	     /* < 0 if unknown */
 	double rate_in_bps, rate_out_bps;
 	int64_t last_seen;   /* unix seconds, 0 = never */
-	uint64_t bytes_received, bytes_served;
+	uint64_t bytes_received, bytes_served; /* chunk data since ferryd started */
 };
 void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row *row), void *arg);
 
