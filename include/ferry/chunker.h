@@ -23,4 +23,10 @@
  */
 size_t chunker_cut(const uint8_t *p, size_t n);
 
+/*
+ * The gear table, part of the format (rule in docs/formats.md). Exported only
+ * so that the unit test can recompute it; other modules have no use for it.
+ */
+extern const uint64_t chunker__gear[256];
+
 #endif
