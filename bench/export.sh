@@ -33,6 +33,8 @@ else
 	head -c "$size" /dev/urandom >"$file"
 fi
 "$ctl" keygen --out "$work/key" >/dev/null
+# Write the new file out now: its writeback would otherwise compete with the store's fsyncs.
+sync
 "$ctl" --store "$work/state" publish --key "$work/key" bench 1 "$work/src" >/dev/null
 sync
 

@@ -33,6 +33,8 @@ else
 	head -c "$size" /dev/urandom >"$file"
 fi
 "$ctl" keygen --out "$work/key" >/dev/null
+# Write the new file out now: its writeback would otherwise compete with the store's fsyncs.
+sync
 cat "$file" >/dev/null
 
 t0=$(now); b2sum "$file" >/dev/null; t1=$(now)

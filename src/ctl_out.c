@@ -139,7 +139,7 @@ void ctl_out_json_string(FILE *f, const char *str)
 	fputc('"', f);
 }
 
-static char *field_text(const struct field *f)
+static char *field_text(const struct field *f, bool in_row)
 {
 	char buf[64];
 
@@ -153,7 +153,7 @@ static char *field_text(const struct field *f)
 	case F_PCT:
 		return xasprintf("%.1f%%", f->v.d);
 	case F_BOOL:
-		return xstrdup(f->v.b ? "yes" : "");
+		return xstrdup(f->v.b ? "yes" : in_row ? "" : "no");
 	}
 	return xstrdup("");
 }
@@ -165,6 +165,27 @@ static void put_printable(FILE *f, const char *s)
 {
 	for (; *s != '\0'; s++)
 		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+}
+
+/* Append n spaces then s to a line being built. */
+static void line_put(char **line, size_t *len, size_t pad, const char *s)
+{
+	size_t n = strlen(s);
+
+	*line = xrealloc(*line, *len + pad + n + 1);
+	memset(*line + *len, ' ', pad);
+	memcpy(*line + *len + pad, s, n + 1);
+	*len += pad + n;
+}
+
+/* Print a table line without trailing blanks (empty cells at the end leave none). */
+static void line_flush(struct ctl_out *o, char *line, size_t len)
+{
+	while (len > 0 && line[len - 1] == ' ')
+		len--;
+	line[len] = '\0';
+	put_printable(o->f, line);
+	fputc('\n', o->f);
 }
 
 static void text_gap(struct ctl_out *o, int block)
@@ -184,10 +205,14 @@ static void text_flush_fields(struct ctl_out *o)
 	for (size_t i = 0; i < o->npending; i++)
 		w = MAX(w, strlen(o->pending[i].label));
 	for (size_t i = 0; i < o->npending; i++) {
-		fprintf(o->f, "%s:%*s ", o->pending[i].label,
-			(int)(w - strlen(o->pending[i].label)), "");
-		put_printable(o->f, o->pending[i].text);
-		fputc('\n', o->f);
+		char *line = NULL;
+		size_t len = 0;
+
+		line_put(&line, &len, 0, o->pending[i].label);
+		line_put(&line, &len, 0, ":");
+		line_put(&line, &len, w - strlen(o->pending[i].label) + 1, o->pending[i].text);
+		line_flush(o, line, len);
+		free(line);
 		free(o->pending[i].label);
 		free(o->pending[i].text);
 	}
@@ -197,9 +222,9 @@ static void text_flush_fields(struct ctl_out *o)
 static void text_field(struct ctl_out *o, const struct field *f)
 {
 	struct cell c = {
-		.label = xstrdup(f->label),
-		.text = field_text(f),
-		.right = f->kind != F_STR && f->kind != F_BOOL,
+	    .label = xstrdup(f->label),
+	    .text = field_text(f, o->in_row),
+	    .right = f->kind != F_STR && f->kind != F_BOOL,
 	};
 
 	if (o->in_row) {
@@ -233,7 +258,8 @@ static void text_row_end(struct ctl_out *o)
 
 static void text_list_end(struct ctl_out *o)
 {
-	size_t *w;
+	size_t *w, len = 0;
+	char *line = NULL, *head;
 
 	o->in_list = false;
 	if (o->nrows == 0 || o->ncols == 0 || o->ncells != o->nrows * o->ncols) {
@@ -250,35 +276,35 @@ static void text_list_end(struct ctl_out *o)
 		w[c] = strlen(o->cells[c].label);
 	for (size_t i = 0; i < o->ncells; i++)
 		w[i % o->ncols] = MAX(w[i % o->ncols], strlen(o->cells[i].text));
-	for (size_t c = 0; c < o->ncols; c++) {
-		const struct cell *h = &o->cells[c];
-		int pad = (int)(w[c] - strlen(h->label));
+	/* Row -1 is the heading: the first row's labels in capitals. */
+	for (long r = -1; r < (long)o->nrows; r++) {
+		size_t trail = 0; /* padding owed by the previous left-aligned cell */
 
-		if (h->right)
-			fprintf(o->f, "%*s", pad, "");
-		for (const char *p = h->label; *p; p++)
-			fputc(toupper((unsigned char)*p), o->f);
-		if (c + 1 < o->ncols)
-			fprintf(o->f, "%*s  ", h->right ? 0 : pad, "");
-	}
-	fputc('\n', o->f);
-	for (size_t i = 0; i < o->ncells; i++) {
-		const struct cell *x = &o->cells[i];
-		size_t c = i % o->ncols;
-		int pad = (int)(w[c] - strlen(x->text));
+		len = 0;
+		for (size_t c = 0; c < o->ncols; c++) {
+			const struct cell *x = &o->cells[(r < 0 ? 0 : (size_t)r) * o->ncols + c];
+			const char *text = x->text;
+			size_t gap = c == 0 ? 0 : trail + 2, pad = w[c];
 
-		if (x->right)
-			fprintf(o->f, "%*s", pad, "");
-		put_printable(o->f, x->text);
-		if (c + 1 < o->ncols)
-			fprintf(o->f, "%*s  ", x->right ? 0 : pad, "");
-		else
-			fputc('\n', o->f);
+			if (r < 0) {
+				head = xstrdup(x->label);
+				for (char *p = head; *p; p++)
+					*p = (char)toupper((unsigned char)*p);
+				text = head;
+			}
+			pad -= strlen(text);
+			line_put(&line, &len, gap + (x->right ? pad : 0), text);
+			trail = x->right ? 0 : pad;
+			if (r < 0)
+				free(head);
+		}
+		line_flush(o, line, len);
 	}
 	for (size_t i = 0; i < o->ncells; i++) {
 		free(o->cells[i].label);
 		free(o->cells[i].text);
 	}
+	free(line);
 	free(w);
 	o->ncells = 0;
 }
@@ -297,13 +323,13 @@ static void text_end(struct ctl_out *o)
 }
 
 static const struct ctl_out_ops text_ops = {
-	.field = text_field,
-	.list_begin = text_list_begin,
-	.row_begin = text_row_begin,
-	.row_end = text_row_end,
-	.list_end = text_list_end,
-	.note = text_note,
-	.end = text_end,
+    .field = text_field,
+    .list_begin = text_list_begin,
+    .row_begin = text_row_begin,
+    .row_end = text_row_end,
+    .list_end = text_list_end,
+    .note = text_note,
+    .end = text_end,
 };
 
 /* ---- JSON -------------------------------------------------------------- */
@@ -401,13 +427,13 @@ static void json_end(struct ctl_out *o)
 }
 
 static const struct ctl_out_ops json_ops = {
-	.field = json_field,
-	.list_begin = json_list_begin,
-	.row_begin = json_row_begin,
-	.row_end = json_row_end,
-	.list_end = json_list_end,
-	.note = json_note,
-	.end = json_end,
+    .field = json_field,
+    .list_begin = json_list_begin,
+    .row_begin = json_row_begin,
+    .row_end = json_row_end,
+    .list_end = json_list_end,
+    .note = json_note,
+    .end = json_end,
 };
 
 /* ---- the interface ----------------------------------------------------- */

@@ -34,9 +34,9 @@
 #include "ferry/store.h"
 #include "ferry/util.h"
 
-#define WIN_SIZE (8u * 1024u * 1024u)
+#define WIN_SIZE     (8u * 1024u * 1024u)
 #define MAX_DECODERS 16
-#define TMP_SUFFIX ".ferry-tmp"
+#define TMP_SUFFIX   ".ferry-tmp"
 /* Renew a read transaction this often during a long verify. */
 #define VERIFY_TXN_CHUNKS 64
 
@@ -69,8 +69,8 @@ static int load_refs(struct store_rd *rd, struct codec_ctx *ctx, uint8_t *buf,
 		id_short(ids, f->pieces[i]);
 		if (store_chunk_get(rd, f->pieces[i], &enc, &len) < 0) {
 			r = ferry_errf(FERRY_EINCOMPLETE,
-				       "%s: chunk index piece %s is missing from the store", f->path,
-				       ids);
+				       "%s: chunk index piece %s is missing from the store",
+				       f->path, ids);
 			goto out;
 		}
 		if (codec_decode(ctx, enc, len, buf, CHUNK_MAX_SIZE, &raw_len) < 0 ||
@@ -119,8 +119,7 @@ static int check_chunk(struct store_rd *rd, struct codec_ctx *ctx, const struct 
 
 	if (store_chunk_get(rd, ref->id, &enc, &len) < 0)
 		return FERRY_EINCOMPLETE;
-	if (codec_decode(ctx, enc, len, out, ref->raw_len, &raw_len) < 0 ||
-	    raw_len != ref->raw_len)
+	if (codec_decode(ctx, enc, len, out, ref->raw_len, &raw_len) < 0 || raw_len != ref->raw_len)
 		return FERRY_ECORRUPT;
 	fcrypto_id(id, out, raw_len);
 	if (memcmp(id, ref->id, sizeof(id)) != 0)
@@ -282,7 +281,12 @@ static int out_open(int outdirfd, const char *path, uint64_t size, struct out_fi
 		}
 		fd = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0) {
-			if (errno == ELOOP)
+			struct stat sb;
+
+			/* A symlink opened with O_DIRECTORY | O_NOFOLLOW fails with ENOTDIR. */
+			if (errno == ELOOP || (errno == ENOTDIR &&
+					       fstatat(cur, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+					       S_ISLNK(sb.st_mode)))
 				r = ferry_errf(FERRY_ELOOP,
 					       "%s: %s in the output directory is a symbolic link",
 					       path, comp);
@@ -444,7 +448,8 @@ static void plan_jobs(struct epipe *p, size_t nfiles)
 		uint64_t off = 0;
 
 		do {
-			struct job j = {.file = i, .first = k, .offset = off, .first_of_file = k == 0};
+			struct job j = {
+			    .file = i, .first = k, .offset = off, .first_of_file = k == 0};
 
 			while (k < ef->nrefs && j.bytes + ef->refs[k].raw_len <= WIN_SIZE) {
 				j.bytes += ef->refs[k].raw_len;
@@ -519,8 +524,8 @@ int export_version(struct store *st, const struct manifest *m, int outdirfd, uns
 		pthread_join(threads[i], NULL);
 	if (r == 0)
 		log_debug(LOG_PUBLISH, "exported %s@%llu: %u files, %llu bytes", m->name,
-			 (unsigned long long)m->version, m->nfiles,
-			 (unsigned long long)manifest_total_size(m));
+			  (unsigned long long)m->version, m->nfiles,
+			  (unsigned long long)manifest_total_size(m));
 out:
 	for (uint32_t i = 0; i < m->nfiles; i++)
 		free(p.files[i].refs);
@@ -579,7 +584,9 @@ int export_verify(struct store *st, const struct manifest *m,
 
 			/* Chunk offsets past a bad piece are unknown: the file ends here. */
 			report(cb, arg, &s, f->path, off,
-			       bad < f->npieces ? f->pieces[bad] : f->npieces ? f->pieces[0] : none,
+			       bad < f->npieces ? f->pieces[bad]
+			       : f->npieces	? f->pieces[0]
+						: none,
 			       true, c);
 			nrefs = 0;
 		}

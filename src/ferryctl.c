@@ -36,10 +36,10 @@
 #include "ferry/store.h"
 #include "ferry/util.h"
 
-#define EXIT_USAGE 2
-#define MAX_POS 4
-#define MAX_OPTS 4
-#define TRUST_FILE "trust"
+#define EXIT_USAGE     2
+#define MAX_POS	       4
+#define MAX_OPTS       4
+#define TRUST_FILE     "trust"
 #define TRUST_FILE_MAX (1024u * 1024u)
 
 enum cmd_kind { CMD_READ, CMD_WRITE, CMD_LOCAL };
@@ -56,8 +56,8 @@ struct cmd {
 	const char *name;
 	enum cmd_kind kind;
 	int (*fn)(struct ctl *c);
-	const char *usage; /* the arguments, after the command name */
-	const char *help;  /* one line */
+	const char *usage;	      /* the arguments, after the command name */
+	const char *help;	      /* one line */
 	const char *pos[MAX_POS + 1]; /* positional argument names */
 	int npos_min;
 	struct opt_spec opts[MAX_OPTS + 1];
@@ -76,7 +76,6 @@ struct ctl {
 	struct ctl_out *out;
 };
 
-static const struct cmd commands[];
 
 /* ---- messages ---------------------------------------------------------- */
 
@@ -88,7 +87,7 @@ static void usage_line(FILE *f, const struct cmd *cmd)
 
 /* A usage error: the message, the command's usage line, exit status 2. */
 static int usage_err(const struct cmd *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static int usage_err(const struct cmd *cmd, const char *fmt, ...)
 {
 	va_list ap;
@@ -411,8 +410,9 @@ static int cmd_publish(struct ctl *c)
 	r = publish_ingest(st, dirfd, &opts, &body, &len, &stats);
 	if (r < 0)
 		goto out;
-	fcrypto_sign(sig, body, len, sk);
-	r = manifest_seal(body, len, sig, &sealed, &sealed_len);
+	r = manifest_sign(body, len, sk, sig);
+	if (r == 0)
+		r = manifest_seal(body, len, sig, &sealed, &sealed_len);
 	if (r < 0)
 		goto out;
 	if (in_file == 0 || !trust_has(&(struct trust){in_file, t.keys}, opts.publisher)) {
@@ -667,58 +667,58 @@ static int cmd_gc(struct ctl *c)
 /* ---- the table --------------------------------------------------------- */
 
 static const struct cmd commands[] = {
-	{.name = "keygen",
-	 .kind = CMD_LOCAL,
-	 .fn = cmd_keygen,
-	 .usage = "--out FILE",
-	 .help = "write a new publisher key pair to FILE; print its public key",
-	 .opts = {{"out", "FILE", true}}},
-	{.name = "netkey",
-	 .kind = CMD_LOCAL,
-	 .fn = cmd_netkey,
-	 .usage = "--out FILE",
-	 .help = "write a new random network key to FILE",
-	 .opts = {{"out", "FILE", true}}},
-	{.name = "publish",
-	 .kind = CMD_WRITE,
-	 .fn = cmd_publish,
-	 .usage = "--key KEYFILE NAME VERSION DIR [--label L]",
-	 .help = "chunk, encode, store and sign the files in DIR as version VERSION of NAME",
-	 .pos = {"NAME", "VERSION", "DIR"},
-	 .npos_min = 3,
-	 .opts = {{"key", "KEYFILE", true}, {"label", "L", false}}},
-	{.name = "models",
-	 .kind = CMD_READ,
-	 .fn = cmd_models,
-	 .usage = "",
-	 .help = "list every model version: label, size, % present, active, pinned"},
-	{.name = "export",
-	 .kind = CMD_READ,
-	 .fn = cmd_export,
-	 .usage = "NAME[@VERSION] DIR [--sha256]",
-	 .help = "write a version's files into DIR, every chunk verified (default: newest)",
-	 .pos = {"NAME[@VERSION]", "DIR"},
-	 .npos_min = 2,
-	 .opts = {{"sha256", NULL, false}}},
-	{.name = "verify",
-	 .kind = CMD_READ,
-	 .fn = cmd_verify,
-	 .usage = "NAME[@VERSION]",
-	 .help = "re-check every stored chunk of a version; exit 1 if any is bad",
-	 .pos = {"NAME[@VERSION]"},
-	 .npos_min = 1},
-	{.name = "gc",
-	 .kind = CMD_WRITE,
-	 .fn = cmd_gc,
-	 .usage = "",
-	 .help = "drop the chunks that no stored manifest references"},
-	{.name = "help",
-	 .kind = CMD_LOCAL,
-	 .fn = cmd_help,
-	 .usage = "[COMMAND]",
-	 .help = "list the commands, or show one command's usage",
-	 .pos = {"COMMAND"}},
-	{.name = NULL},
+    {.name = "keygen",
+     .kind = CMD_LOCAL,
+     .fn = cmd_keygen,
+     .usage = "--out FILE",
+     .help = "write a new publisher key pair to FILE; print its public key",
+     .opts = {{"out", "FILE", true}}},
+    {.name = "netkey",
+     .kind = CMD_LOCAL,
+     .fn = cmd_netkey,
+     .usage = "--out FILE",
+     .help = "write a new random network key to FILE",
+     .opts = {{"out", "FILE", true}}},
+    {.name = "publish",
+     .kind = CMD_WRITE,
+     .fn = cmd_publish,
+     .usage = "--key KEYFILE NAME VERSION DIR [--label L]",
+     .help = "chunk, encode, store and sign the files in DIR as version VERSION of NAME",
+     .pos = {"NAME", "VERSION", "DIR"},
+     .npos_min = 3,
+     .opts = {{"key", "KEYFILE", true}, {"label", "L", false}}},
+    {.name = "models",
+     .kind = CMD_READ,
+     .fn = cmd_models,
+     .usage = "",
+     .help = "list every model version: label, size, % present, active, pinned"},
+    {.name = "export",
+     .kind = CMD_READ,
+     .fn = cmd_export,
+     .usage = "NAME[@VERSION] DIR [--sha256]",
+     .help = "write a version's files into DIR, every chunk verified (default: newest)",
+     .pos = {"NAME[@VERSION]", "DIR"},
+     .npos_min = 2,
+     .opts = {{"sha256", NULL, false}}},
+    {.name = "verify",
+     .kind = CMD_READ,
+     .fn = cmd_verify,
+     .usage = "NAME[@VERSION]",
+     .help = "re-check every stored chunk of a version; exit 1 if any is bad",
+     .pos = {"NAME[@VERSION]"},
+     .npos_min = 1},
+    {.name = "gc",
+     .kind = CMD_WRITE,
+     .fn = cmd_gc,
+     .usage = "",
+     .help = "drop the chunks that no stored manifest references"},
+    {.name = "help",
+     .kind = CMD_LOCAL,
+     .fn = cmd_help,
+     .usage = "[COMMAND]",
+     .help = "list the commands, or show one command's usage",
+     .pos = {"COMMAND"}},
+    {.name = NULL},
 };
 
 static const char *const kind_names[] = {"read", "write", "local"};
@@ -745,17 +745,17 @@ static int cmd_help(struct ctl *c)
 	puts("usage: ferryctl [--socket PATH | --store DIR] [--json] [--trust KEY] COMMAND ...\n"
 	     "\n"
 	     "Global options may stand anywhere on the line:\n"
-	     "  --socket PATH  talk to the ferryd at PATH (default " RUNSTATEDIR "/ferry/ferryd.sock)\n"
+	     "  --socket PATH  talk to the ferryd at PATH (default " RUNSTATEDIR
+	     "/ferry/ferryd.sock)\n"
 	     "  --store DIR    work on the store in DIR directly, with no daemon\n"
 	     "  --json         print one JSON document instead of text\n"
 	     "  --trust KEY    also trust this publisher public key (with --store)\n"
 	     "\n"
-	     "Commands (read commands need the socket, write commands need root or ferryd's user):");
-	for (const struct cmd *cmd = commands; cmd->name != NULL; cmd++) {
-		int n = printf("  %s %s", cmd->name, cmd->usage);
-
-		printf("%*s %-5s  %s\n", n < 52 ? 52 - n : 0, "", kind_names[cmd->kind], cmd->help);
-	}
+	     "Commands (through the daemon, read commands need access to its socket and\n"
+	     "write commands root or ferryd's user; local commands need neither):");
+	for (const struct cmd *cmd = commands; cmd->name != NULL; cmd++)
+		printf("  %s%s%s  (%s)\n      %s\n", cmd->name, cmd->usage[0] ? " " : "",
+		       cmd->usage, kind_names[cmd->kind], cmd->help);
 	puts("\nSee ferryctl(1).");
 	return 0;
 }
@@ -796,7 +796,7 @@ static int opt_value(const struct cmd *cmd, int argc, char **argv, int *i, const
 
 static int parse_global(struct ctl *c, int argc, char **argv, int *i, bool *matched)
 {
-	const char *arg = argv[*i], *eq, *v;
+	const char *arg = argv[*i], *eq, *v = NULL;
 	uint8_t key[32];
 	int r;
 

@@ -8,11 +8,15 @@
  *                    preads large windows, computes the file's SHA-256 and
  *                    cuts chunks; each chunk is a slot in an ordered ring
  *   worker threads   claim slots in order, hash each chunk (BLAKE2b-256),
- *                    look it up in the store and encode it only if absent
+ *                    look it up in the store (a short read transaction per
+ *                    chunk) and encode it only if absent
  *   calling thread   consumes slots in ring order (so the chunk index is in
  *                    file order), queues new chunks into a write batch and
- *                    commits it every 16 MiB; at each file's end it writes
- *                    the file's index pieces
+ *                    hands it over every 16 MiB; at each file's end it
+ *                    queues the file's index pieces
+ *   committer thread commits each full batch (an fsync'd LMDB transaction)
+ *                    while the next one fills, so the disk's wait does not
+ *                    stall the hashing
  *
  * Chunks point into the reader's windows; a window is reused once the
  * reader and every chunk cut from it are done with it. The chunker needs
@@ -47,7 +51,7 @@
 #include "ferry/util.h"
 
 /* Reader windows: large preads, few of them. */
-#define WIN_SIZE (8u * 1024u * 1024u)
+#define WIN_SIZE  (8u * 1024u * 1024u)
 #define WIN_COUNT 4
 /* Chunks in flight between the reader and the writer. */
 #define RING_SLOTS 32
@@ -106,6 +110,7 @@ struct pipe {
 	pthread_cond_t cv_reader; /* a slot or a window became free */
 	pthread_cond_t cv_worker; /* a slot was filled */
 	pthread_cond_t cv_writer; /* a slot is done */
+	pthread_cond_t cv_commit; /* a batch was handed over, or its commit ended */
 	struct store *st;
 	struct walk *w;
 	int dirfd;
@@ -115,7 +120,8 @@ struct pipe {
 	uint64_t tail;	/* next sequence the writer consumes */
 	bool reader_done;
 	struct win wins[WIN_COUNT];
-	uint64_t commit_gen; /* bumped after each commit: workers renew their read txn */
+	struct store_wr *to_commit; /* being committed, or waiting to be */
+	bool commit_quit;
 	int err;
 	char errmsg[1024];
 };
@@ -130,6 +136,7 @@ static int pipe_fail(struct pipe *p, int code)
 	pthread_cond_broadcast(&p->cv_reader);
 	pthread_cond_broadcast(&p->cv_worker);
 	pthread_cond_broadcast(&p->cv_writer);
+	pthread_cond_broadcast(&p->cv_commit);
 	pthread_mutex_unlock(&p->mu);
 	return code;
 }
@@ -174,6 +181,8 @@ static int walk_dir(int dfd, const char *prefix, struct walk *w)
 			close(fd);
 		return r;
 	}
+	/* The duplicate shares the caller's offset, which an earlier walk left at the end. */
+	rewinddir(d);
 	/* Sort each directory so that the first problem reported is always the same. */
 	errno = 0;
 	while ((de = readdir(d)) != NULL) {
@@ -199,15 +208,17 @@ static int walk_dir(int dfd, const char *prefix, struct walk *w)
 		if (fstatat(dfd, names[i], &sb, AT_SYMLINK_NOFOLLOW) != 0) {
 			r = ferry_errno(errno, "%s", path);
 		} else if (S_ISLNK(sb.st_mode)) {
-			r = ferry_errf(FERRY_ELOOP, "%s: is a symbolic link; publish takes only "
-						    "regular files and directories",
+			r = ferry_errf(FERRY_ELOOP,
+				       "%s: is a symbolic link; publish takes only "
+				       "regular files and directories",
 				       path);
 		} else if (S_ISDIR(sb.st_mode)) {
 			if (strlen(path) > MANIFEST_PATH_MAX) {
 				r = ferry_errf(FERRY_ENAMETOOLONG, "%s: path longer than %u bytes",
 					       path, MANIFEST_PATH_MAX);
 			} else if ((sub = openat(dfd, names[i],
-						 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+						 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
+				   0) {
 				r = ferry_errno(errno, "%s", path);
 			} else {
 				r = walk_dir(sub, path, w);
@@ -229,7 +240,8 @@ static int walk_dir(int dfd, const char *prefix, struct walk *w)
 			if (r == 0) {
 				if (w->n == w->cap) {
 					w->cap = w->cap ? 2 * w->cap : 64;
-					w->files = xreallocarray(w->files, w->cap, sizeof(*w->files));
+					w->files =
+					    xreallocarray(w->files, w->cap, sizeof(*w->files));
 				}
 				memset(&w->files[w->n], 0, sizeof(w->files[0]));
 				w->files[w->n].path = path;
@@ -238,8 +250,8 @@ static int walk_dir(int dfd, const char *prefix, struct walk *w)
 				path = NULL;
 			}
 		} else {
-			r = ferry_errf(FERRY_EINVAL, "%s: is a %s, not a regular file or directory", path,
-				       kind_name(sb.st_mode));
+			r = ferry_errf(FERRY_EINVAL, "%s: is a %s, not a regular file or directory",
+				       path, kind_name(sb.st_mode));
 		}
 		free(path);
 	}
@@ -426,8 +438,9 @@ static int read_file_chunks(struct pipe *p, size_t idx, struct fcrypto_sha256 *s
 		start += c;
 	}
 	if (off != (uint64_t)sb.st_size) {
-		r = ferry_errf(FERRY_EAGAIN, "%s: changed size while it was read (%llu bytes, now %llu)",
-			       f->path, (unsigned long long)sb.st_size, (unsigned long long)off);
+		r = ferry_errf(FERRY_EAGAIN,
+			       "%s: changed size while it was read (%llu bytes, now %llu)", f->path,
+			       (unsigned long long)sb.st_size, (unsigned long long)off);
 		goto out;
 	}
 	/* The writer reads size and digest after the FILE_END slot, which the mutex orders. */
@@ -474,20 +487,31 @@ static void *reader_main(void *arg)
 
 /* ---- the workers ------------------------------------------------------- */
 
-static int work_chunk(struct slot *s, struct store_rd *rd, struct codec_ctx *ctx)
+/*
+ * Hash a chunk and encode it unless the store has it. The read transaction
+ * lives only for the lookup: an open one would hold up the writer's commit
+ * whenever the store has to grow its map.
+ */
+static int work_chunk(struct pipe *p, struct slot *s, struct codec_ctx *ctx)
 {
+	struct store_rd *rd = NULL;
 	const uint8_t *enc;
 	size_t len, raw_len;
 	int tag, r;
 
 	fcrypto_id(s->id, s->raw, s->len);
+	r = store_rd_begin(p->st, &rd);
+	if (r < 0)
+		return r;
 	if (store_chunk_get(rd, s->id, &enc, &len) == 0 &&
 	    codec_peek(enc, len, &tag, &raw_len) == 0 && raw_len == s->len) {
 		s->stored = true;
 		s->codec = tag;
 		s->enc_len = len;
-		return 0;
 	}
+	store_rd_end(rd);
+	if (s->stored)
+		return 0;
 	if (s->enc == NULL)
 		s->enc = xmalloc(codec_bound(CHUNK_MAX_SIZE));
 	r = codec_encode(ctx, s->raw, s->len, s->enc, &s->enc_len);
@@ -504,9 +528,7 @@ static void *worker_main(void *arg)
 {
 	struct pipe *p = arg;
 	struct codec_ctx *ctx = codec_ctx_new();
-	struct store_rd *rd = NULL;
-	uint64_t gen = 0;
-	int r = 0;
+	int r;
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -520,18 +542,8 @@ static void *worker_main(void *arg)
 		p->claim++;
 		s->state = SLOT_CLAIMED;
 		if (s->kind == SLOT_CHUNK) {
-			/* A read txn per commit, so lookups see what this ingest stored. */
-			bool renew = rd == NULL || gen != p->commit_gen;
-
-			gen = p->commit_gen;
 			pthread_mutex_unlock(&p->mu);
-			if (renew) {
-				store_rd_end(rd);
-				rd = NULL;
-				r = store_rd_begin(p->st, &rd);
-			}
-			if (r == 0)
-				r = work_chunk(s, rd, ctx);
+			r = work_chunk(p, s, ctx);
 			if (r < 0) {
 				pipe_fail(p, r);
 				pthread_mutex_lock(&p->mu);
@@ -546,7 +558,6 @@ static void *worker_main(void *arg)
 		pthread_cond_signal(&p->cv_writer);
 	}
 	pthread_mutex_unlock(&p->mu);
-	store_rd_end(rd);
 	codec_ctx_free(ctx);
 	return NULL;
 }
@@ -596,19 +607,65 @@ struct writer {
 	struct publish_stats stats;
 };
 
+static void *committer_main(void *arg)
+{
+	struct pipe *p = arg;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		struct store_wr *wr;
+		int r;
+
+		while (p->to_commit == NULL && !p->commit_quit)
+			pthread_cond_wait(&p->cv_commit, &p->mu);
+		if (p->to_commit == NULL)
+			break;
+		wr = p->to_commit;
+		pthread_mutex_unlock(&p->mu);
+		r = store_wr_commit(wr);
+		if (r < 0)
+			pipe_fail(p, r);
+		pthread_mutex_lock(&p->mu);
+		p->to_commit = NULL;
+		pthread_cond_broadcast(&p->cv_commit);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* Hand the current batch to the committer (waiting while it commits the previous one). */
 static int writer_commit(struct writer *wt)
 {
+	struct pipe *p = wt->p;
 	int r;
 
 	if (wt->wr == NULL)
 		return 0;
-	r = store_wr_commit(wt->wr);
-	wt->wr = NULL;
+	pthread_mutex_lock(&p->mu);
+	while (p->to_commit != NULL && p->err == 0)
+		pthread_cond_wait(&p->cv_commit, &p->mu);
+	r = p->err;
 	if (r == 0) {
-		pthread_mutex_lock(&wt->p->mu);
-		wt->p->commit_gen++;
-		pthread_mutex_unlock(&wt->p->mu);
+		p->to_commit = wt->wr;
+		wt->wr = NULL;
+		pthread_cond_signal(&p->cv_commit);
 	}
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+/* Wait until every batch handed over is committed. */
+static int writer_flush(struct writer *wt)
+{
+	struct pipe *p = wt->p;
+	int r = writer_commit(wt);
+
+	pthread_mutex_lock(&p->mu);
+	while (p->to_commit != NULL)
+		pthread_cond_wait(&p->cv_commit, &p->mu);
+	if (r == 0)
+		r = p->err;
+	pthread_mutex_unlock(&p->mu);
 	return r;
 }
 
@@ -705,7 +762,7 @@ static int writer_run(struct writer *wt)
 				break;
 			if (p->reader_done && p->tail == p->head) {
 				pthread_mutex_unlock(&p->mu);
-				return writer_commit(wt);
+				return writer_flush(wt);
 			}
 			pthread_cond_wait(&p->cv_writer, &p->mu);
 		}
@@ -730,12 +787,12 @@ static int build_manifest(const struct publish_opts *opts, struct walk *w, uint8
 			  size_t *len)
 {
 	struct manifest m = {
-		.format = MANIFEST_FORMAT,
-		.name = (char *)opts->name,
-		.version = opts->version,
-		.label = (char *)(opts->label ? opts->label : ""),
-		.created = opts->created ? opts->created : (int64_t)time(NULL),
-		.nfiles = (uint32_t)w->n,
+	    .format = MANIFEST_FORMAT,
+	    .name = (char *)opts->name,
+	    .version = opts->version,
+	    .label = (char *)(opts->label ? opts->label : ""),
+	    .created = opts->created ? opts->created : (int64_t)time(NULL),
+	    .nfiles = (uint32_t)w->n,
 	};
 	int r;
 
@@ -767,9 +824,9 @@ int publish_ingest(struct store *st, int dirfd, const struct publish_opts *opts,
 	struct walk w = {0};
 	struct pipe *p = NULL;
 	struct writer wt = {0};
-	pthread_t reader, workers[MAX_THREADS];
+	pthread_t reader, committer, workers[MAX_THREADS];
 	int nthreads, started = 0, r;
-	bool reader_started = false;
+	bool reader_started = false, committer_started = false;
 
 	r = manifest_name_check(opts->name);
 	if (r < 0)
@@ -784,13 +841,14 @@ int publish_ingest(struct store *st, int dirfd, const struct publish_opts *opts,
 		goto out;
 	qsort(w.files, w.n, sizeof(*w.files), cmp_pfile);
 	log_debug(LOG_PUBLISH, "%s@%llu: %zu files to ingest", opts->name,
-		 (unsigned long long)opts->version, w.n);
+		  (unsigned long long)opts->version, w.n);
 
 	p = xcalloc(1, sizeof(*p));
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv_reader, NULL);
 	pthread_cond_init(&p->cv_worker, NULL);
 	pthread_cond_init(&p->cv_writer, NULL);
+	pthread_cond_init(&p->cv_commit, NULL);
 	p->st = st;
 	p->w = &w;
 	p->dirfd = dirfd;
@@ -806,8 +864,16 @@ int publish_ingest(struct store *st, int dirfd, const struct publish_opts *opts,
 		}
 	}
 	if (r == 0) {
+		if (pthread_create(&committer, NULL, committer_main, p) != 0)
+			r = pipe_fail(p,
+				      ferry_errf(FERRY_EAGAIN, "cannot start the commit thread"));
+		else
+			committer_started = true;
+	}
+	if (r == 0) {
 		if (pthread_create(&reader, NULL, reader_main, p) != 0)
-			r = pipe_fail(p, ferry_errf(FERRY_EAGAIN, "cannot start the reader thread"));
+			r = pipe_fail(p,
+				      ferry_errf(FERRY_EAGAIN, "cannot start the reader thread"));
 		else
 			reader_started = true;
 	}
@@ -823,6 +889,13 @@ int publish_ingest(struct store *st, int dirfd, const struct publish_opts *opts,
 	pthread_mutex_unlock(&p->mu);
 	for (int i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
+	if (committer_started) {
+		pthread_mutex_lock(&p->mu);
+		p->commit_quit = true;
+		pthread_cond_broadcast(&p->cv_commit);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(committer, NULL);
+	}
 	if (r < 0) {
 		/* The detail was recorded on whichever thread failed. */
 		r = ferry_errf(p->err, "%s", p->errmsg);
@@ -833,11 +906,12 @@ int publish_ingest(struct store *st, int dirfd, const struct publish_opts *opts,
 		*stats = wt.stats;
 	if (r == 0)
 		log_debug(LOG_PUBLISH,
-			 "%s@%llu: %llu files, %llu bytes, %llu new chunks (%llu bytes encoded)",
-			 opts->name, (unsigned long long)opts->version,
-			 (unsigned long long)wt.stats.files, (unsigned long long)wt.stats.raw_bytes,
-			 (unsigned long long)wt.stats.new_chunks,
-			 (unsigned long long)wt.stats.new_enc_bytes);
+			  "%s@%llu: %llu files, %llu bytes, %llu new chunks (%llu bytes encoded)",
+			  opts->name, (unsigned long long)opts->version,
+			  (unsigned long long)wt.stats.files,
+			  (unsigned long long)wt.stats.raw_bytes,
+			  (unsigned long long)wt.stats.new_chunks,
+			  (unsigned long long)wt.stats.new_enc_bytes);
 out:
 	store_wr_abort(wt.wr);
 	codec_ctx_free(wt.ctx);
@@ -853,6 +927,7 @@ out:
 		pthread_cond_destroy(&p->cv_reader);
 		pthread_cond_destroy(&p->cv_worker);
 		pthread_cond_destroy(&p->cv_writer);
+		pthread_cond_destroy(&p->cv_commit);
 		free(p);
 	}
 	walk_free(&w);

@@ -39,7 +39,7 @@ void ctl_out_uint(struct ctl_out *o, const char *key, const char *label, uint64_
 void ctl_out_bytes(struct ctl_out *o, const char *key, const char *label, uint64_t v);
 /* A percentage (0..100): "68.2%" as text, a number in JSON. */
 void ctl_out_pct(struct ctl_out *o, const char *key, const char *label, double v);
-/* "yes" or "" (a blank cell reads better in a table) as text, true/false in JSON. */
+/* "yes" or "no" as text ("yes" or a blank cell in a table), true/false in JSON. */
 void ctl_out_bool(struct ctl_out *o, const char *key, const char *label, bool v);
 
 /* A list of rows: a table as text, an array of objects in JSON. */

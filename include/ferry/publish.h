@@ -27,20 +27,20 @@ struct manifest;
 struct publish_opts {
 	const char *name;
 	uint64_t version;
-	const char *label;	 /* may be NULL */
-	uint8_t publisher[32];	 /* public key of the key that will sign */
-	int threads;		 /* worker threads; 0 = number of CPUs */
-	int64_t created;	 /* seconds since the epoch; 0 = now */
+	const char *label;     /* may be NULL */
+	uint8_t publisher[32]; /* public key of the key that will sign */
+	int threads;	       /* worker threads; 0 = number of CPUs */
+	int64_t created;       /* seconds since the epoch; 0 = now */
 };
 
 struct publish_stats {
 	uint64_t files;
 	uint64_t raw_bytes;
 	uint64_t chunks;
-	uint64_t new_chunks;	 /* not already in the store */
+	uint64_t new_chunks; /* not already in the store */
 	uint64_t new_raw_bytes;
 	uint64_t new_enc_bytes;
-	uint64_t enc_bytes;	 /* encoded size of the whole version */
+	uint64_t enc_bytes; /* encoded size of the whole version */
 };
 
 /*

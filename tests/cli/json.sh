@@ -9,15 +9,15 @@ pk=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["public_key
 [ "${#pk}" -eq 44 ] || fail "keygen --json public_key: $pk"
 
 make_tree "$T/src"
-# A label with quotes, a backslash, a tab, a newline and a byte that is not UTF-8.
-label=$(printf 'say "hi"\\\t\nend\377')
+# A label with quotes, a backslash and non-ASCII text (labels are UTF-8 text).
+label='say "hi" \ café ✓'
 ctl --store "$S" publish --key "$T/pub.key" demo 7 "$T/src" --label "$label" --json >"$T/pub.json"
 json_ok "$T/pub.json"
 python3 - "$T/pub.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["name"] == "demo" and d["version"] == 7, d
-assert d["label"] == 'say "hi"\\\t\nend\ufffd', repr(d["label"])
+assert d["label"] == 'say "hi" \\ caf\u00e9 \u2713', repr(d["label"])
 assert d["file_count"] == 4 and len(d["files"]) == 4, d
 assert d["size"] == 3145745 + 70001 + 513, d
 assert d["new_bytes"] == d["size"] and d["dedup_bytes"] == 0, d
@@ -36,8 +36,16 @@ assert m[0]["name"] == "demo" and m[0]["version"] == 7, d
 assert m[0]["present_pct"] == 100 and m[0]["active"] is False and m[0]["pinned"] is False, d
 PY
 
-ctl --store "$S" export demo "$T/out" --json >"$T/export.json"
+# A directory name with a tab, a newline and a byte that is not UTF-8.
+out=$(printf '%s/out\tnew\nline\377' "$T")
+ctl --store "$S" export demo "$out" --json >"$T/export.json"
 json_ok "$T/export.json"
+python3 - "$T/export.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["dir"].endswith("/out\tnew\nline\ufffd"), repr(d["dir"])
+assert d["name"] == "demo" and d["version"] == 7 and d["file_count"] == 4, d
+PY
 ctl --store "$S" verify demo@7 --json >"$T/verify.json"
 json_ok "$T/verify.json"
 python3 - "$T/verify.json" <<'PY'

@@ -160,13 +160,13 @@ static const struct tfile {
 	size_t size;
 	mode_t mode;
 } tree[] = {
-	{"README", 1, 0644},
-	{"empty", 0, 0600},
-	{"a/b/c/deep.bin", 3 * MIB + 17, 0644},
-	{"a/b/odd.bin", 123457, 0755},
-	{"a/exact.bin", 1 * MIB, 0640},
-	{"a-b", 65537, 0644}, /* sorts before "a/..." by bytes */
-	{"z/dup.bin", 2 * MIB, 0644},
+    {"README", 1, 0644},
+    {"empty", 0, 0600},
+    {"a/b/c/deep.bin", 3 * MIB + 17, 0644},
+    {"a/b/odd.bin", 123457, 0755},
+    {"a/exact.bin", 1 * MIB, 0640},
+    {"a-b", 65537, 0644}, /* sorts before "a/..." by bytes */
+    {"z/dup.bin", 2 * MIB, 0644},
 };
 
 static char *make_tree(struct env *e, const char *name)
@@ -187,8 +187,11 @@ static char *make_tree(struct env *e, const char *name)
 static int ingest(struct env *e, const char *src, const char *name, uint64_t version, int threads,
 		  struct manifest **m, struct publish_stats *stats)
 {
-	struct publish_opts o = {.name = name, .version = version, .label = "test",
-				 .threads = threads, .created = 1700000000};
+	struct publish_opts o = {.name = name,
+				 .version = version,
+				 .label = "test",
+				 .threads = threads,
+				 .created = 1700000000};
 	uint8_t *body = NULL;
 	size_t len = 0;
 	int fd = open_dir(src), r;
@@ -546,9 +549,8 @@ static void test_corrupt_chunk(void **state)
 	garbage = xmalloc(codec_bound(refs[2].raw_len));
 	p = xmalloc(refs[2].raw_len);
 	fill((uint8_t *)p, refs[2].raw_len, 999);
-	assert_int_equal(codec_encode_as(ctx, CODEC_RAW, (uint8_t *)p, refs[2].raw_len, garbage,
-					 &glen),
-			 0);
+	assert_int_equal(
+	    codec_encode_as(ctx, CODEC_RAW, (uint8_t *)p, refs[2].raw_len, garbage, &glen), 0);
 	free(p);
 	replace_chunk(e, refs[2].id, garbage, glen);
 
@@ -556,7 +558,8 @@ static void test_corrupt_chunk(void **state)
 	fd = open_dir(out);
 	assert_int_equal(export_version(e->st, m, fd, 0), FERRY_ECORRUPT);
 	close(fd);
-	snprintf(want, sizeof(want), "a/b/c/deep.bin: chunk %s at offset %llu is corrupt in the store",
+	snprintf(want, sizeof(want),
+		 "a/b/c/deep.bin: chunk %s at offset %llu is corrupt in the store",
 		 id_short(ids, refs[2].id), (unsigned long long)off);
 	assert_string_equal(ferry_errmsg(FERRY_ECORRUPT), want);
 	p = path_in(out, "a/b/c/deep.bin");
@@ -642,11 +645,11 @@ static void write_model(const char *dir, const char *name, const struct model *m
 	hlen += (size_t)snprintf(hdr + hlen, hcap - hlen, "{\"__metadata__\":{\"note\":\"%s\"}",
 				 md->meta);
 	for (size_t i = 0; i < md->ntensors; i++)
-		hlen += (size_t)snprintf(hdr + hlen, hcap - hlen,
-					 ",\"layer.%zu.weight\":{\"dtype\":\"BF16\",\"shape\":[%zu],"
-					 "\"data_offsets\":[%zu,%zu]}",
-					 i, md->tensor_size / 2, i * md->tensor_size,
-					 (i + 1) * md->tensor_size);
+		hlen += (size_t)snprintf(
+		    hdr + hlen, hcap - hlen,
+		    ",\"layer.%zu.weight\":{\"dtype\":\"BF16\",\"shape\":[%zu],"
+		    "\"data_offsets\":[%zu,%zu]}",
+		    i, md->tensor_size / 2, i * md->tensor_size, (i + 1) * md->tensor_size);
 	hlen += (size_t)snprintf(hdr + hlen, hcap - hlen, "}");
 	total = 8 + hlen + md->ntensors * md->tensor_size;
 	buf = xmalloc(total);
@@ -717,15 +720,15 @@ static void test_bad_opts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_publish_export_roundtrip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_deterministic_and_dedup, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dedup_within_version, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refuses_special_files, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_empty_dir, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_chunk, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_export_no_symlink_escape, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dedup_model_update, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_opts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_publish_export_roundtrip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deterministic_and_dedup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dedup_within_version, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuses_special_files, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_empty_dir, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_corrupt_chunk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_export_no_symlink_escape, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dedup_model_update, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_opts, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
