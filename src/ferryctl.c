@@ -76,7 +76,6 @@ struct ctl {
 	struct ctl_out *out;
 };
 
-
 /* ---- messages ---------------------------------------------------------- */
 
 static void usage_line(FILE *f, const struct cmd *cmd)
