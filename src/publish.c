@@ -198,7 +198,8 @@ static int walk_dir(int dfd, const char *prefix, struct walk *w)
 		r = ferry_errno(errno, "%s: reading the directory", prefix[0] ? prefix : ".");
 		goto out;
 	}
-	qsort(names, n, sizeof(*names), cmp_str);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_str);
 
 	for (size_t i = 0; i < n && r == 0; i++) {
 		char *path = prefix[0] ? xasprintf("%s/%s", prefix, names[i]) : xstrdup(names[i]);
@@ -839,7 +840,8 @@ int publish_ingest(struct store *st, int dirfd, const struct publish_opts *opts,
 	r = walk_dir(dirfd, "", &w);
 	if (r < 0)
 		goto out;
-	qsort(w.files, w.n, sizeof(*w.files), cmp_pfile);
+	if (w.n > 1)
+		qsort(w.files, w.n, sizeof(*w.files), cmp_pfile);
 	log_debug(LOG_PUBLISH, "%s@%llu: %zu files to ingest", opts->name,
 		  (unsigned long long)opts->version, w.n);
 
