@@ -51,7 +51,11 @@ struct ctl_out {
 	size_t ncells, ncols, nrows;
 	bool in_list, in_row;
 	int last_block; /* 0 nothing yet, 1 fields, 2 table, 3 note */
-	/* JSON */
+	/* JSON: built in memory and written whole by ctl_out_free, so that a
+	 * command failing half-way prints no broken document */
+	FILE *dest;
+	char *doc;
+	size_t doclen;
 	int depth;
 	bool first[JSON_DEPTH];
 };
@@ -443,9 +447,15 @@ struct ctl_out *ctl_out_new(enum ctl_out_format fmt, FILE *f)
 	struct ctl_out *o = xcalloc(1, sizeof(*o));
 
 	o->f = f;
-	o->ops = fmt == CTL_OUT_JSON ? &json_ops : &text_ops;
-	if (fmt == CTL_OUT_JSON)
+	o->ops = &text_ops;
+	if (fmt == CTL_OUT_JSON) {
+		o->ops = &json_ops;
+		o->dest = f;
+		o->f = open_memstream(&o->doc, &o->doclen);
+		if (o->f == NULL)
+			fatal("out of memory starting a JSON document");
 		json_open(o, '{');
+	}
 	return o;
 }
 
@@ -454,6 +464,13 @@ void ctl_out_free(struct ctl_out *o)
 	if (o == NULL)
 		return;
 	o->ops->end(o);
+	if (o->dest != NULL) {
+		if (fclose(o->f) != 0)
+			fatal("out of memory finishing a JSON document");
+		fwrite(o->doc, 1, o->doclen, o->dest);
+		o->f = o->dest;
+		free(o->doc);
+	}
 	fflush(o->f);
 	free(o->pending);
 	free(o->cells);
@@ -471,6 +488,10 @@ void ctl_out_discard(struct ctl_out *o)
 	for (size_t i = 0; i < o->ncells; i++) {
 		free(o->cells[i].label);
 		free(o->cells[i].text);
+	}
+	if (o->dest != NULL) {
+		fclose(o->f);
+		free(o->doc);
 	}
 	free(o->pending);
 	free(o->cells);

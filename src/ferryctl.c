@@ -615,8 +615,7 @@ static int cmd_verify(struct ctl *c)
 		ctl_out_row_begin(c->out);
 		ctl_out_str(c->out, "path", "file", l.p[i].path);
 		ctl_out_uint(c->out, "offset", "offset", l.p[i].offset);
-		ctl_out_str(c->out, "chunk", l.p[i].piece ? "index piece" : "chunk",
-			    hex_encode(hex, l.p[i].id, 32));
+		ctl_out_str(c->out, "chunk", "chunk", hex_encode(hex, l.p[i].id, 32));
 		ctl_out_str(c->out, "problem", "problem",
 			    l.p[i].code == FERRY_EINCOMPLETE ? "missing" : "corrupt");
 		ctl_out_bool(c->out, "index_piece", "index", l.p[i].piece);
@@ -734,6 +733,9 @@ static int cmd_help(struct ctl *c)
 {
 	const struct cmd *one = NULL;
 
+	/* Help is text for people, with or without --json. */
+	ctl_out_discard(c->out);
+	c->out = NULL;
 	if (c->npos > 0 && (one = cmd_find(c->pos[0])) == NULL)
 		return usage_err(c->cmd, "unknown command '%s'", c->pos[0]);
 	if (one != NULL) {

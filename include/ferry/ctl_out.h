@@ -28,7 +28,8 @@ struct ctl_out *ctl_out_new(enum ctl_out_format fmt, FILE *f);
 void ctl_out_free(struct ctl_out *o);
 /*
  * Free o without ending the document (after a failure, whose message goes to
- * stderr). Text already printed stays printed. NULL is a no-op.
+ * stderr). A JSON document is dropped whole (nothing of it was printed);
+ * text already printed stays printed. NULL is a no-op.
  */
 void ctl_out_discard(struct ctl_out *o);
 

@@ -56,4 +56,9 @@ assert d["chunks"] >= 4, d
 PY
 ctl --store "$S" gc --json >"$T/gc.json"
 json_ok "$T/gc.json"
+# A failed command prints no document at all, only its error.
+if ctl --json --store "$T/no-such-store" models >"$T/failed.json" 2>/dev/null; then
+	fail "models on a missing store succeeded"
+fi
+[ ! -s "$T/failed.json" ] || fail "a failed command printed: $(cat "$T/failed.json")"
 echo "ok"
