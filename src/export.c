@@ -412,6 +412,11 @@ static int write_jobs(struct epipe *p, int outdirfd, unsigned flags)
 					       (unsigned long long)job->offset, ferry_strerror(r));
 			if (o.sha != NULL)
 				fcrypto_sha256_update(o.sha, s->buf, job->bytes);
+			/* Start writeback now, so the fsync at the end has little left to wait for.
+			 */
+			if (r == 0)
+				sync_file_range(o.fd, (off_t)o.written, (off_t)job->bytes,
+						SYNC_FILE_RANGE_WRITE);
 			o.written += job->bytes;
 		}
 		if (r == 0 && job->last_of_file) {
