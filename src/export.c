@@ -9,7 +9,9 @@
  * thread writes the windows in order, one large write each, into
  * ".NAME.ferry-tmp", and renames the file into place only once every chunk
  * of it checked out, its size is right and it is on disk (fsync of the file,
- * then of the directory).
+ * then of the directory). Small files are made durable in groups (syncfs,
+ * renames, then each directory's fsync), so a tree of many small files does
+ * not cost a journal commit per file.
  */
 #include "config.h"
 
@@ -37,6 +39,12 @@
 #define WIN_SIZE     (8u * 1024u * 1024u)
 #define MAX_DECODERS 16
 #define TMP_SUFFIX   ".ferry-tmp"
+/*
+ * Files smaller than this are made durable in groups of up to PENDING_MAX:
+ * one syncfs for the group rather than one fsync (one journal commit) each.
+ */
+#define SMALL_FILE  (1024u * 1024u)
+#define PENDING_MAX 1024
 /* Renew a read transaction this often during a long verify. */
 #define VERIFY_TXN_CHUNKS 64
 
@@ -316,8 +324,8 @@ static int out_open(int outdirfd, const char *path, uint64_t size, struct out_fi
 		r = ferry_errno(errno, "%s", path);
 		goto out;
 	}
-	/* Reserve the space up front: a full disk shows before any data is written. */
-	if (size > 0 && fallocate(o->fd, 0, 0, (off_t)size) != 0 && errno != EOPNOTSUPP &&
+	/* Reserve a large file's space up front: a full disk shows before any data is written. */
+	if (size >= SMALL_FILE && fallocate(o->fd, 0, 0, (off_t)size) != 0 && errno != EOPNOTSUPP &&
 	    errno != ENOSYS)
 		r = ferry_errno(errno, "%s: reserving %llu bytes", path, (unsigned long long)size);
 out:
@@ -343,7 +351,83 @@ static void out_discard(struct out_file *o)
 	o->written = 0;
 }
 
-static int out_finish(struct out_file *o, const struct manifest_file *f, unsigned flags)
+/* Small files written completely, waiting for a group sync and their renames. */
+struct pending {
+	int dirfd;
+	char *tmp, *name;
+	const char *path;
+};
+
+struct pending_list {
+	struct pending v[PENDING_MAX];
+	size_t n;
+};
+
+/* Forget the group, removing the temporary files not yet renamed. */
+static void pending_discard(struct pending_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->v[i].tmp != NULL)
+			unlinkat(l->v[i].dirfd, l->v[i].tmp, 0);
+		close(l->v[i].dirfd);
+		free(l->v[i].tmp);
+		free(l->v[i].name);
+	}
+	l->n = 0;
+}
+
+/* Same directory as the next entry (files come sorted by path). */
+static bool same_dir(const struct pending *a, const struct pending *b)
+{
+	size_t la = strlen(a->path) - strlen(a->name), lb = strlen(b->path) - strlen(b->name);
+
+	return la == lb && memcmp(a->path, b->path, la) == 0;
+}
+
+/* Make the group durable: data first (syncfs per file system), then the renames. */
+static int pending_flush(struct pending_list *l)
+{
+	dev_t synced[8];
+	size_t nsynced = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < l->n && r == 0; i++) {
+		struct stat sb;
+		size_t k;
+
+		if (fstat(l->v[i].dirfd, &sb) != 0) {
+			r = ferry_errno(errno, "%s", l->v[i].path);
+			break;
+		}
+		for (k = 0; k < nsynced && synced[k] != sb.st_dev; k++)
+			;
+		if (k < nsynced)
+			continue;
+		if (syncfs(l->v[i].dirfd) != 0)
+			r = ferry_errno(errno, "%s: writing it to disk", l->v[i].path);
+		else if (nsynced < ARRAY_SIZE(synced))
+			synced[nsynced++] = sb.st_dev;
+	}
+	for (size_t i = 0; i < l->n && r == 0; i++) {
+		struct pending *e = &l->v[i];
+
+		if (renameat(e->dirfd, e->tmp, e->dirfd, e->name) != 0) {
+			r = ferry_errno(errno, "%s: renaming %s into place", e->path, e->tmp);
+			break;
+		}
+		free(e->tmp);
+		e->tmp = NULL;
+	}
+	for (size_t i = 0; i < l->n && r == 0; i++)
+		if ((i + 1 == l->n || !same_dir(&l->v[i], &l->v[i + 1])) &&
+		    fsync(l->v[i].dirfd) != 0)
+			r = ferry_errno(errno, "%s: writing its directory to disk", l->v[i].path);
+	pending_discard(l);
+	return r;
+}
+
+static int out_finish(struct out_file *o, const struct manifest_file *f, unsigned flags,
+		      struct pending_list *l)
 {
 	uint8_t digest[FERRY_SHA256_LEN];
 	int r;
@@ -363,7 +447,7 @@ static int out_finish(struct out_file *o, const struct manifest_file *f, unsigne
 	}
 	if (fchmod(o->fd, f->mode & 0777) != 0)
 		return ferry_errno(errno, "%s: setting its mode", f->path);
-	if (fsync(o->fd) != 0)
+	if (f->size >= SMALL_FILE && fsync(o->fd) != 0)
 		return ferry_errno(errno, "%s: writing it to disk", f->path);
 	r = close(o->fd);
 	o->fd = -1;
@@ -371,6 +455,12 @@ static int out_finish(struct out_file *o, const struct manifest_file *f, unsigne
 		r = ferry_errno(errno, "%s: closing it", f->path);
 		unlinkat(o->dirfd, o->tmp, 0);
 		return r;
+	}
+	if (f->size < SMALL_FILE) {
+		l->v[l->n++] = (struct pending){o->dirfd, o->tmp, o->name, f->path};
+		o->dirfd = -1;
+		o->tmp = o->name = NULL;
+		return l->n == PENDING_MAX ? pending_flush(l) : 0;
 	}
 	if (renameat(o->dirfd, o->tmp, o->dirfd, o->name) != 0) {
 		r = ferry_errno(errno, "%s: renaming %s into place", f->path, o->tmp);
@@ -385,6 +475,7 @@ static int out_finish(struct out_file *o, const struct manifest_file *f, unsigne
 static int write_jobs(struct epipe *p, int outdirfd, unsigned flags)
 {
 	struct out_file o = {.fd = -1, .dirfd = -1};
+	struct pending_list *pending = xcalloc(1, sizeof(*pending));
 	int r = 0;
 
 	if (flags & EXPORT_SHA256)
@@ -412,17 +503,17 @@ static int write_jobs(struct epipe *p, int outdirfd, unsigned flags)
 					       (unsigned long long)job->offset, ferry_strerror(r));
 			if (o.sha != NULL)
 				fcrypto_sha256_update(o.sha, s->buf, job->bytes);
-			/* Start writeback now, so the fsync at the end has little left to wait for.
-			 */
-			if (r == 0)
+			/* Start a large file's writeback now, so that its fsync has little left. */
+			if (r == 0 && f->size >= SMALL_FILE)
 				sync_file_range(o.fd, (off_t)o.written, (off_t)job->bytes,
 						SYNC_FILE_RANGE_WRITE);
 			o.written += job->bytes;
 		}
 		if (r == 0 && job->last_of_file) {
-			r = out_finish(&o, f, flags);
+			r = out_finish(&o, f, flags, pending);
 			if (r == 0) {
-				close(o.dirfd);
+				if (o.dirfd >= 0)
+					close(o.dirfd);
 				o.dirfd = -1;
 				free(o.name);
 				free(o.tmp);
@@ -437,6 +528,17 @@ static int write_jobs(struct epipe *p, int outdirfd, unsigned flags)
 		pthread_cond_broadcast(&p->cv_decoder);
 		pthread_mutex_unlock(&p->mu);
 	}
+	if (r == 0) {
+		r = pending_flush(pending);
+	} else if (pending->n > 0) {
+		/* The small files before the failure are complete and verified: keep them. */
+		char msg[1024];
+
+		snprintf(msg, sizeof(msg), "%s", ferry_errmsg(r));
+		pending_flush(pending);
+		ferry_errf(r, "%s", msg);
+	}
+	free(pending);
 	out_discard(&o);
 	fcrypto_sha256_free(o.sha);
 	return r;

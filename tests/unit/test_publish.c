@@ -566,6 +566,15 @@ static void test_corrupt_chunk(void **state)
 	assert_int_equal(access(p, F_OK), -1);
 	free(p);
 	assert_int_equal(tmp_files(out), 0);
+	/* The files before it in path order were exported whole. */
+	for (size_t i = 0; i < 2; i++) {
+		char *a = path_in(src, i == 0 ? "README" : "a-b"),
+		     *b = path_in(out, i == 0 ? "README" : "a-b");
+
+		assert_same_file(a, b);
+		free(a);
+		free(b);
+	}
 
 	assert_int_equal(export_verify(e->st, m, NULL, NULL, &vs), FERRY_ECORRUPT);
 	assert_int_equal(vs.corrupt, 1);
@@ -698,6 +707,47 @@ static void test_dedup_model_update(void **state)
 	free(v2);
 }
 
+/* More small files than one durability group holds, across directories, come out whole. */
+static void test_many_small_files(void **state)
+{
+	struct env *e = *state;
+	char *src = path_in(e->dir, "many"), *out = path_in(e->dir, "out");
+	struct manifest *m = NULL;
+	int fd;
+
+	assert_int_equal(mkdir(src, 0755), 0);
+	for (int d = 0; d < 3; d++) {
+		char *dir = xasprintf("d%d", d);
+
+		mkdirs(src, dir);
+		for (int i = 0; i < 400; i++) {
+			char *rel = xasprintf("%s/f%03d", dir, i);
+
+			write_random(src, rel, (size_t)(i * 7 % 300), (uint64_t)(d * 1000 + i),
+				     0644);
+			free(rel);
+		}
+		free(dir);
+	}
+	assert_int_equal(ingest(e, src, "many", 1, 0, &m, NULL), 0);
+	assert_int_equal(m->nfiles, 1200);
+	assert_int_equal(mkdir(out, 0755), 0);
+	fd = open_dir(out);
+	assert_int_equal(export_version(e->st, m, fd, EXPORT_SHA256), 0);
+	close(fd);
+	for (uint32_t i = 0; i < m->nfiles; i++) {
+		char *a = path_in(src, m->files[i].path), *b = path_in(out, m->files[i].path);
+
+		assert_same_file(a, b);
+		free(a);
+		free(b);
+	}
+	assert_int_equal(tmp_files(out), 0);
+	manifest_free(m);
+	free(src);
+	free(out);
+}
+
 /* Bad options are refused before any work. */
 static void test_bad_opts(void **state)
 {
@@ -728,6 +778,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_corrupt_chunk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_export_no_symlink_escape, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dedup_model_update, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_small_files, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_opts, setup, teardown),
 	};
 
