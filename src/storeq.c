@@ -79,9 +79,9 @@ struct storeq {
 void storeq_params_default(struct storeq_params *p)
 {
 	*p = (struct storeq_params){
-	    .commit_bytes = 16u << 20,
+	    .commit_bytes = 8u << 20,
 	    .commit_ms = 500,
-	    .max_queued_bytes = 32u << 20,
+	    .max_queued_bytes = 16u << 20,
 	    .min_free_space = 0,
 	    .retry_ms = 2000,
 	};
