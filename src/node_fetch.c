@@ -317,6 +317,25 @@ static void ver_sched_out(struct node *n, struct nver *v)
 	v->in_sched = false;
 }
 
+/* A complete version satisfies the fetches that asked for it (NAME@V, or NAME when it is the
+ * newest). */
+static void wants_drop(struct node *n, const struct nver *v)
+{
+	uint64_t newest = newest_of(n, v->name);
+
+	for (struct nwant **pw = &n->wants; *pw != NULL;) {
+		struct nwant *w = *pw;
+
+		if (strcmp(w->name, v->name) == 0 &&
+		    (w->version == v->version || (w->version == 0 && v->version == newest))) {
+			*pw = w->next;
+			free(w);
+		} else {
+			pw = &w->next;
+		}
+	}
+}
+
 static void ver_complete(struct node *n, struct nver *v)
 {
 	char sz[32];
@@ -331,16 +350,7 @@ static void ver_complete(struct node *n, struct nver *v)
 	else
 		log_info(LOG_FETCH, "model %s version %" PRIu64 " is complete (%s)", v->name,
 			 v->version, fmt_bytes(sz, sizeof(sz), v->need_bytes));
-	for (struct nwant **pw = &n->wants; *pw != NULL;) {
-		struct nwant *w = *pw;
-
-		if (strcmp(w->name, v->name) == 0 && w->version == v->version) {
-			*pw = w->next;
-			free(w);
-		} else {
-			pw = &w->next;
-		}
-	}
+	wants_drop(n, v);
 	free(v->refs);
 	v->refs = NULL;
 	send_have_all(n, v);
@@ -384,6 +394,7 @@ static void ver_ready(struct node *n, struct nver *v)
 	}
 	if (v->n_present == v->n) {
 		v->state = NV_COMPLETE;
+		wants_drop(n, v);
 		free(v->refs);
 		v->refs = NULL;
 		send_have_all(n, v);

@@ -1,7 +1,8 @@
 # Four daemons in a chain (B dials A, C dials B, D dials C): a model
 # published on A reaches every node on its own (gossip, peer exchange,
 # fetching), and every node exports it byte-identical. Then a second
-# version published on A while the others run replaces it everywhere.
+# version published on A while the others run replaces it everywhere, and
+# the peers a node learned survive its restart.
 . "$FERRY_SRCDIR/tests/net/lib.sh"
 
 net_init
@@ -37,3 +38,11 @@ for n in b c d; do export_check "$n" llm@2 "$T/model2"; done
 say "every node stops cleanly on SIGTERM"
 for n in a b c d; do node_stop "$n"; done
 grep -q "stopped" "$T/d/log" || fail "d did not log its stop"
+
+say "known peers are kept: restarted alone with a, d (configured with c only) redials a"
+node_start a
+lines=$(wc -l <"$T/d/log")
+node_start d
+wait_log d "peer $(short_id a) (.*) up" 30 "$lines"
+node_stop d
+node_stop a
