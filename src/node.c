@@ -442,7 +442,10 @@ void node_stop(struct node *n, void (*cb)(void *arg), void *arg)
 	n->stopping = true;
 	n->stop_cb = cb;
 	n->stop_arg = arg;
-	log_info(LOG_MAIN, "stopping: closing connections and flushing the store");
+	log_info(LOG_MAIN,
+		 "stopping: closing connections and flushing the store (%" PRIu64
+		 " bytes of chunks received, %" PRIu64 " served since start)",
+		 n->bytes_received, n->bytes_served);
 	if (n->book_dirty)
 		book_save(n);
 	uv_timer_stop(&n->tick);
