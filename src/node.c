@@ -332,11 +332,16 @@ static int net_start(struct node *n)
 	return node__gossip_start(n);
 }
 
+static void flag_set(void *arg)
+{
+	*(bool *)arg = true;
+}
+
 int node_new(struct uv_loop_s *loop, const struct config *cfg, struct node **out)
 {
 	struct node *n = xcalloc(1, sizeof(*n));
 	struct storeq_params qp;
-	char hex[NODEKEY_ID_HEX_LEN];
+	char hex[NODEKEY_ID_HEX_LEN], msg[512];
 	int rc;
 
 	*out = NULL;
@@ -391,17 +396,19 @@ int node_new(struct uv_loop_s *loop, const struct config *cfg, struct node **out
 	*out = n;
 	return 0;
 fail:
-	/* Startup failures are fatal: the caller exits, so only what holds locks is undone. */
+	snprintf(msg, sizeof(msg), "%s", ferry_errmsg(rc));
 	if (n->sq != NULL) {
-		storeq_close(n->sq, NULL, NULL);
+		bool closed = false;
+
+		/* Other handles of the caller (signals) keep the loop alive: run it only until
+		 * this. */
+		storeq_close(n->sq, flag_set, &closed);
 		n->sq = NULL;
-		uv_run(loop, UV_RUN_DEFAULT);
+		while (!closed)
+			uv_run(loop, UV_RUN_ONCE);
 	}
-	store_close(n->st);
-	n->st = NULL;
-	nodekey_wipe(&n->key);
-	fcrypto_wipe(n->netkey, sizeof(n->netkey));
-	return rc;
+	node_free(n);
+	return ferry_errf(rc, "%s", msg);
 }
 
 static void on_sq_closed(void *arg)
