@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1007,6 +1008,8 @@ static int pack_write(struct create *c, uint32_t packno)
 	}
 	c->prog.bytes_done += off;
 	c->prog.chunks_done += from - first;
+	if ((rc = create_progress(c)) != 0)
+		goto out;
 	while (from < end) {
 		size_t upto, len;
 
@@ -1109,7 +1112,8 @@ static int space_check(struct create *c)
 		if (have < c->plan.pack_size[i - 1])
 			need += c->plan.pack_size[i - 1] - have;
 	}
-	if (fstatvfs(c->bfd, &vfs) != 0)
+	/* Some FUSE drivers (fusefat) report no blocks at all: nothing to check against. */
+	if (fstatvfs(c->bfd, &vfs) != 0 || vfs.f_blocks == 0)
 		return 0;
 	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
 	if (avail < need)
@@ -1222,6 +1226,18 @@ struct want {
 	uint64_t offset;
 };
 
+struct committer {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct store_wr *wr;	/* the batch in flight, NULL when idle */
+	uint64_t chunks, bytes; /* what it holds */
+	bool stop;
+	int err;       /* the first failed commit (sticky) */
+	char msg[512]; /* and its detail */
+	struct bundle_report *rep;
+};
+
 struct imp {
 	struct store *st;
 	const struct trust *t;
@@ -1236,7 +1252,10 @@ struct imp {
 	struct idmap want_ids;
 	struct want *wants;
 	size_t nwants, cap_wants;
-	struct store_wr *wr;
+	struct store_wr *wr; /* the batch being filled */
+	uint64_t pend_chunks, pend_bytes;
+	struct committer committer;
+	bool committer_started;
 	struct codec_ctx *codec;
 	uint8_t *raw; /* CHUNK_MAX_SIZE */
 	uint8_t *win; /* WIN_SIZE */
@@ -1291,15 +1310,87 @@ static int import_progress(struct imp *im)
 	return 0;
 }
 
-static int commit(struct imp *im)
+/*
+ * Batches are committed on a thread of their own, so that the fsync of one
+ * batch overlaps reading and verifying the next; at most one batch is in
+ * flight. Counts reach the report only once their batch is durable.
+ */
+static void *committer_main(void *arg)
 {
+	struct committer *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (c->wr == NULL && !c->stop)
+			pthread_cond_wait(&c->cv, &c->mu);
+		if (c->wr == NULL)
+			break;
+		{
+			struct store_wr *wr = c->wr;
+			int rc;
+
+			pthread_mutex_unlock(&c->mu);
+			rc = store_wr_commit(wr);
+			pthread_mutex_lock(&c->mu);
+			if (rc == 0) {
+				c->rep->chunks_imported += c->chunks;
+				c->rep->bytes_imported += c->bytes;
+			} else if (c->err == 0) {
+				/* The detail is per thread: keep it for the importing thread. */
+				c->err = rc;
+				snprintf(c->msg, sizeof(c->msg), "%s", ferry_errmsg(rc));
+			}
+			c->wr = NULL;
+			pthread_cond_broadcast(&c->cv);
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* Wait for the batch in flight; its error, with its detail, if it failed. */
+static int committer_wait(struct committer *c)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->mu);
+	while (c->wr != NULL)
+		pthread_cond_wait(&c->cv, &c->mu);
+	rc = c->err;
+	pthread_mutex_unlock(&c->mu);
+	return rc ? ferry_errf(rc, "%s", c->msg) : 0;
+}
+
+/* Hand the current batch to the committer (after the one in flight is done). */
+static int commit_async(struct imp *im)
+{
+	struct committer *c = &im->committer;
 	int rc;
 
 	if (im->wr == NULL)
 		return 0;
-	rc = store_wr_commit(im->wr);
+	if ((rc = committer_wait(c)) != 0) {
+		store_wr_abort(im->wr);
+		im->wr = NULL;
+		return rc;
+	}
+	pthread_mutex_lock(&c->mu);
+	c->wr = im->wr;
+	c->chunks = im->pend_chunks;
+	c->bytes = im->pend_bytes;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
 	im->wr = NULL;
-	return rc;
+	im->pend_chunks = im->pend_bytes = 0;
+	return 0;
+}
+
+/* Commit everything queued and wait until it is durable. */
+static int commit(struct imp *im)
+{
+	int rc = commit_async(im);
+
+	return rc ? rc : committer_wait(&im->committer);
 }
 
 /* Queue a verified chunk; commit once the batch is large enough. */
@@ -1311,10 +1402,10 @@ static int put_chunk(struct imp *im, const uint8_t id[32], const uint8_t *enc, s
 		return rc;
 	if ((rc = store_wr_chunk_put(im->wr, id, enc, len)) != 0)
 		return rc;
-	im->rep->chunks_imported++;
-	im->rep->bytes_imported += len;
+	im->pend_chunks++;
+	im->pend_bytes += len;
 	if (store_wr_pending(im->wr) >= COMMIT_BYTES) {
-		if ((rc = commit(im)) != 0)
+		if ((rc = commit_async(im)) != 0)
 			return rc;
 		return import_progress(im);
 	}
@@ -1801,6 +1892,12 @@ int bundle_import(struct store *st, const struct trust *t, int dirfd,
 		/* For the display only: nothing is sized by what the record says. */
 		im.prog.bytes_total += MIN(im.rec.packs[i].size, BUNDLE_FILE_MAX);
 	}
+	im.committer.rep = rep;
+	pthread_mutex_init(&im.committer.mu, NULL);
+	pthread_cond_init(&im.committer.cv, NULL);
+	if (pthread_create(&im.committer.thread, NULL, committer_main, &im.committer) != 0)
+		fatal("cannot start a thread");
+	im.committer_started = true;
 	im.codec = codec_ctx_new();
 	im.raw = xmalloc(CHUNK_MAX_SIZE);
 	im.win = xmalloc(WIN_SIZE);
@@ -1821,7 +1918,17 @@ int bundle_import(struct store *st, const struct trust *t, int dirfd,
 	report_missing(&im);
 out:
 	/* What was verified is kept, whatever stopped the import. */
-	rc2 = commit(&im);
+	rc2 = 0;
+	if (im.committer_started) {
+		rc2 = commit(&im);
+		pthread_mutex_lock(&im.committer.mu);
+		im.committer.stop = true;
+		pthread_cond_broadcast(&im.committer.cv);
+		pthread_mutex_unlock(&im.committer.mu);
+		pthread_join(im.committer.thread, NULL);
+		pthread_mutex_destroy(&im.committer.mu);
+		pthread_cond_destroy(&im.committer.cv);
+	}
 	if (rc == 0)
 		rc = rc2;
 	if (im.nms > 0 && rc2 == 0) {

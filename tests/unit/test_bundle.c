@@ -1024,6 +1024,103 @@ static void test_have_hostile(void **state)
 	free(p);
 }
 
+/* The bytes docs/formats.md "Bundles" and "Have files" describe. */
+static void test_layout(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t pack_hdr[16] = {'F', 'P', 'A', 'K', 1, 0, 0, 0,
+					     1,	  0,   0,   0,	 0, 0, 0, 0};
+	static const uint8_t rec_head[] = "\x86"
+					  "\xa4"
+					  "type"
+					  "\xac"
+					  "ferry-bundle"
+					  "\xa6"
+					  "format"
+					  "\x01"
+					  "\xa7"
+					  "created"
+					  "\xce";
+	static const uint8_t have_head[] = "\x85"
+					   "\xa4"
+					   "type"
+					   "\xaa"
+					   "ferry-have"
+					   "\xa6"
+					   "format"
+					   "\x01"
+					   "\xa7"
+					   "created"
+					   "\xce";
+	struct bundle_create_stats s;
+	uint8_t(*ids)[32];
+	uint64_t *offs;
+	uint32_t *lens;
+	char *p, *text;
+	size_t len, n;
+	uint64_t off = 16;
+	int fd;
+
+	publish(f, f->hq, "demo", 1, 1);
+	assert_int_equal(create(f, &demo1, 1, NULL, &s), 0);
+
+	p = bpath(f, "pack-0001.dat");
+	assert_int_equal(read_file(p, 4 * MIB, &text, &len), 0);
+	assert_memory_equal(text, pack_hdr, 16);
+	free(text);
+	free(p);
+
+	p = bpath(f, "pack-0001.idx");
+	assert_int_equal(read_file(p, 4 * MIB, &text, &len), 0);
+	assert_memory_equal(text, "FPIX\1\0\0\0\1\0\0\0", 12);
+	n = idx_entries(f, "pack-0001.idx", &ids, &offs, &lens);
+	assert_int_equal(len, 16 + 44 * n);
+	assert_int_equal((uint8_t)text[12] | (uint8_t)text[13] << 8, n);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(offs[i], off);
+		off += lens[i];
+	}
+	assert_int_equal(off, stat_of(f, "pack-0001.dat").st_size);
+	free(text);
+	free(p);
+	free(ids);
+	free(offs);
+	free(lens);
+
+	p = bpath(f, "bundle.rec");
+	assert_int_equal(read_file(p, 4 * MIB, &text, &len), 0);
+	assert_memory_equal(text, rec_head, sizeof(rec_head) - 1);
+	/* created (4 bytes), "manifests" 1, "packs" [[size, chunks], ...], "have" false */
+	assert_memory_equal(text + sizeof(rec_head) - 1 + 4,
+			    "\xa9manifests\x01\xa5"
+			    "packs",
+			    17);
+	assert_int_equal((uint8_t)text[sizeof(rec_head) - 1 + 4 + 17], 0x90 | s.packs);
+	assert_memory_equal(text + len - 6, "\xa4have\xc2", 6);
+	free(text);
+	free(p);
+
+	p = xasprintf("%s/layout.have", f->tmp);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_int_equal(have_write(f->hq, fd, NULL, NULL), 0);
+	close(fd);
+	assert_int_equal(read_file(p, HAVE_FILE_MAX, &text, &len), 0);
+	assert_memory_equal(text, have_head, sizeof(have_head) - 1);
+	n = chunk_count(f->hq);
+	/* ... then the chunk ids, ascending, as the last value: "chunks" bin16 */
+	assert_memory_equal(text + len - 32 * n - 10,
+			    "\xa6"
+			    "chunks\xc5",
+			    8);
+	assert_int_equal((uint8_t)text[len - 32 * n - 2] << 8 | (uint8_t)text[len - 32 * n - 1],
+			 32 * n);
+	for (size_t i = 1; i < n; i++)
+		assert_true(memcmp(text + len - 32 * (n - i + 1), text + len - 32 * (n - i), 32) <
+			    0);
+	free(text);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1041,6 +1138,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_create_incomplete, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_versions_and_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_have_hostile, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_layout, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
