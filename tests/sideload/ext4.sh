@@ -72,6 +72,15 @@ ctl --store "$CLINIC" export demo@2 "$T/out2" >/dev/null
 same_tree "$T/v2" "$T/out2"
 umount "$M"
 
+# Two versions in one bundle; usage errors exit 2 with the usage line.
+ctl --store "$HQ" --json bundle create --out "$T/both" demo@1 demo@2 >"$T/both.json"
+grep -q '"manifests": 2' "$T/both.json" || fail "two versions: $(cat "$T/both.json")"
+expect_status 2 "$FERRYCTL" --store "$HQ" bundle make --out "$T/x" demo
+err_has "ferryctl: bundle: unknown bundle command 'make' (there is: create)"
+err_has "usage: ferryctl [--store DIR] [--json] bundle create --out DIR"
+expect_status 2 "$FERRYCTL" --store "$HQ" bundle create demo
+err_has "ferryctl: bundle: missing --out DIR"
+
 # An older signed version: stored because it was carried in, nothing else changes.
 mount_image "$T/drive.img" "$M"
 ctl --store "$HQ" bundle create --out "$M" demo@1 >/dev/null
