@@ -122,19 +122,22 @@ static void progress_init(struct progress *pr, const char *verb, FILE *json)
 	pr->start_ms = now_ms();
 }
 
-/* The store and trust list of a command; an empty trust list is an error worth a hint. */
+/*
+ * The trust list, then the store, of a command: an empty trust list is an
+ * error worth a hint, found before a mistyped --store DIR is created.
+ */
 static int open_store_trust(struct ctl *c, unsigned flags, struct store **st, struct trust *t)
 {
-	int r = ctl_store_open(c, flags, st);
+	int r = trust_load(c, t, NULL);
 
-	if (r == 0)
-		r = trust_load(c, t, NULL);
 	if (r == 0 && t->n == 0)
 		r = ferry_errf(
 		    FERRY_EUNTRUSTED,
 		    "the store in %s trusts no publisher: put the publisher's public key "
 		    "in %s/trust or pass --trust KEY",
 		    c->store_dir, c->store_dir);
+	if (r == 0)
+		r = ctl_store_open(c, flags, st);
 	return r;
 }
 
