@@ -44,7 +44,6 @@
 #include "ferry/fcrypto.h"
 #include "ferry/have.h"
 #include "ferry/index.h"
-#include "ferry/log.h"
 #include "ferry/manifest.h"
 #include "ferry/mpk.h"
 #include "ferry/store.h"
@@ -1885,6 +1884,7 @@ int bundle_import(struct store *st, const struct trust *t, int dirfd,
 		rc = record_decode(rbytes, rlen, &im.rec);
 	if (rc != 0)
 		goto out;
+	rep->delta = im.rec.have;
 	im.pack_ok = xcalloc(im.rec.npacks ? im.rec.npacks : 1, sizeof(*im.pack_ok));
 	for (uint32_t i = 0; i < im.rec.npacks; i++) {
 		im.pack_ok[i] = true;

@@ -322,14 +322,15 @@ static void json_report(FILE *f, const struct bundle_report *rep, int r)
 	for (size_t i = 0; i < rep->nproblems; i++)
 		json_problem(f, &rep->problems[i]);
 	fprintf(f,
-		"{\"type\": \"result\", \"ok\": %s, \"manifests\": %zu, \"manifests_refused\": "
-		"%" PRIu32 ", \"chunks_imported\": %" PRIu64 ", \"bytes_imported\": %" PRIu64
-		", \"chunks_present\": %" PRIu64 ", \"chunks_bad\": %" PRIu64
-		", \"chunks_missing\": %" PRIu64 ", \"chunks_unreferenced\": %" PRIu64
-		", \"problems\": %" PRIu64 ", \"error\": ",
-		r == 0 ? "true" : "false", rep->nmanifests, rep->manifests_refused,
-		rep->chunks_imported, rep->bytes_imported, rep->chunks_present, rep->chunks_bad,
-		rep->chunks_missing, rep->chunks_unreferenced, rep->problems_total);
+		"{\"type\": \"result\", \"ok\": %s, \"delta\": %s, \"manifests\": %zu, "
+		"\"manifests_refused\": %" PRIu32 ", \"chunks_imported\": %" PRIu64
+		", \"bytes_imported\": %" PRIu64 ", \"chunks_present\": %" PRIu64
+		", \"chunks_bad\": %" PRIu64 ", \"chunks_missing\": %" PRIu64
+		", \"chunks_unreferenced\": %" PRIu64 ", \"problems\": %" PRIu64 ", \"error\": ",
+		r == 0 ? "true" : "false", rep->delta ? "true" : "false", rep->nmanifests,
+		rep->manifests_refused, rep->chunks_imported, rep->bytes_imported,
+		rep->chunks_present, rep->chunks_bad, rep->chunks_missing, rep->chunks_unreferenced,
+		rep->problems_total);
 	ctl_out_json_string(f, r == 0 ? "" : ferry_errmsg(r));
 	fputs("}\n", f);
 }
@@ -357,7 +358,13 @@ static void text_report(struct ctl *c, const struct bundle_report *rep)
 	if (rep->chunks_unreferenced > 0)
 		ctl_out_uint(c->out, "chunks_unreferenced", "skipped (no accepted manifest)",
 			     rep->chunks_unreferenced);
-	if (rep->chunks_missing > 0)
+	ctl_out_bool(c->out, "delta", "delta bundle (made from a have-file)", rep->delta);
+	if (rep->chunks_missing > 0 && rep->delta)
+		ctl_out_note(c->out,
+			     "this bundle leaves out what the node its have-file came from "
+			     "held; the missing chunks come from peers once this node has a "
+			     "link");
+	else if (rep->chunks_missing > 0)
 		ctl_out_note(c->out,
 			     "the missing chunks come from peers once this node has a link");
 }

@@ -149,7 +149,8 @@ struct bundle_report {
 	uint64_t chunks_bad;	  /* refused: damaged, or not what their id says */
 	uint64_t chunks_missing;  /* referenced, but neither in the store nor good in the bundle */
 	uint64_t chunks_unreferenced; /* in a pack, but no accepted manifest needs them: skipped */
-	uint64_t problems_total;      /* every problem, including those not listed */
+	bool delta; /* the bundle was made from a have-file: it leaves out what that node held */
+	uint64_t problems_total;	 /* every problem, including those not listed */
 	struct bundle_problem *problems; /* the first BUNDLE_PROBLEMS_MAX */
 	size_t nproblems;
 };

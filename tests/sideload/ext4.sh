@@ -60,7 +60,7 @@ lines = [json.loads(l) for l in open(sys.argv[1])]
 made = json.load(open(sys.argv[2]))
 assert all("type" in l for l in lines), lines
 res = lines[-1]
-assert res["type"] == "result" and res["ok"] is True, res
+assert res["type"] == "result" and res["ok"] is True and res["delta"] is True, res
 # Every chunk the delta bundle carries was one the clinic lacked.
 assert res["chunks_imported"] == made["chunks"], (res, made)
 assert res["chunks_unreferenced"] == 0 and res["chunks_missing"] == 0, res

@@ -451,6 +451,7 @@ static void test_roundtrip(void **state)
 	assert_true(rep.manifests[0].complete);
 	assert_int_equal(rep.chunks_imported, s.chunks);
 	assert_int_equal(rep.chunks_bad + rep.chunks_missing + rep.problems_total, 0);
+	assert_false(rep.delta);
 	bundle_report_free(&rep);
 	check_version(f, f->clinic, "demo", 1, 1);
 	assert_int_equal(chunk_count(f->clinic), chunk_count(f->hq));
@@ -521,6 +522,7 @@ static void test_delta_have(void **state)
 	assert_true(rep.manifests[0].complete);
 	assert_int_equal(rep.chunks_imported, s.chunks);
 	assert_int_equal(rep.chunks_missing, 0);
+	assert_true(rep.delta);
 	bundle_report_free(&rep);
 	check_version(f, f->clinic, "demo", 2, 2);
 	have_free(h);
