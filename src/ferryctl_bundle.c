@@ -34,6 +34,7 @@
 /* Redraw a terminal's progress line at most this often; log a plain line per file. */
 #define REDRAW_MS	 200
 #define JSON_PROGRESS_MS 1000
+#define BAR_WIDTH	 20
 
 struct progress {
 	const char *verb; /* "writing", "reading" */
@@ -65,7 +66,8 @@ static int show_progress(void *arg, const struct bundle_progress *p)
 	uint64_t now = now_ms(), ms = now - pr->start_ms;
 	double rate = ms ? (double)p->bytes_done * 1000.0 / (double)ms : 0;
 	bool new_file = p->file != NULL && strcmp(p->file, pr->last_file) != 0;
-	char done[32], total[32], speed[32], eta[32] = "";
+	char done[32], total[32], speed[32], eta[32] = "", bar[BAR_WIDTH + 8];
+	double pct;
 
 	if (p->file != NULL)
 		snprintf(pr->last_file, sizeof(pr->last_file), "%s", p->file);
@@ -91,16 +93,28 @@ static int show_progress(void *arg, const struct bundle_progress *p)
 		: !(new_file && strstr(p->file, ".dat") != NULL) && p->phase != BUNDLE_PHASE_DONE)
 		return 0;
 	pr->last_ms = now;
+	pct = p->bytes_total ? 100.0 * (double)p->bytes_done / (double)p->bytes_total : 100.0;
 	fmt_bytes(done, sizeof(done), p->bytes_done);
 	fmt_bytes(total, sizeof(total), p->bytes_total);
 	fmt_bytes(speed, sizeof(speed), (uint64_t)rate);
-	if (ms >= 1000 && rate > 0 && p->bytes_total > p->bytes_done)
-		snprintf(eta, sizeof(eta), ", %" PRIu64 " s left",
-			 (uint64_t)((double)(p->bytes_total - p->bytes_done) / rate) + 1);
-	fprintf(stderr, "%s%s %s: %s of %s (%.0f%%), %s/s%s%s", pr->tty ? "\r" : "", pr->verb,
-		p->file ? p->file : phase_name(p->phase), done, total,
-		p->bytes_total ? 100.0 * (double)p->bytes_done / (double)p->bytes_total : 100.0,
-		speed, eta, pr->tty ? "\033[K" : "\n");
+	if (p->phase == BUNDLE_PHASE_DONE) {
+		snprintf(eta, sizeof(eta), "done");
+	} else if (ms >= 1000 && rate > 0 && p->bytes_total > p->bytes_done) {
+		uint64_t left = (uint64_t)((double)(p->bytes_total - p->bytes_done) / rate) + 1;
+
+		snprintf(eta, sizeof(eta), "ETA %" PRIu64 "m%02" PRIu64 "s", left / 60, left % 60);
+	}
+	/* Like fetch --wait: a bar on a terminal, none in logs. */
+	bar[0] = '\0';
+	if (pr->tty) {
+		int fill = (int)(pct / 100.0 * BAR_WIDTH + 0.5);
+
+		snprintf(bar, sizeof(bar), "[%.*s%*s]  ", fill, "####################",
+			 BAR_WIDTH - fill, "");
+	}
+	fprintf(stderr, "%s%s %-14s %s%5.1f%%  %s of %s  %s/s  %s%s", pr->tty ? "\r" : "", pr->verb,
+		p->file ? p->file : phase_name(p->phase), bar, pct, done, total, speed, eta,
+		pr->tty ? "\033[K" : "\n");
 	pr->drawn = pr->tty;
 	return 0;
 }
