@@ -225,9 +225,18 @@ int cmd_bundle(struct ctl *c)
 	path = xasprintf("%s/" BUNDLE_DIR, dir);
 	ctl_out_list_begin(c->out, "versions");
 	for (int i = 0; i < nrefs; i++) {
+		struct manifest *m = NULL;
+
+		/* What NAME alone stood for, as bundle_create resolved it. */
+		if (catalog_load(st, &t, refs[i].name, refs[i].version, &m) != 0)
+			continue;
 		ctl_out_row_begin(c->out);
-		ctl_out_str(c->out, "ref", "version", c->pos[i + 1]);
+		ctl_out_str(c->out, "name", "model", m->name);
+		ctl_out_uint(c->out, "version", "version", m->version);
+		ctl_out_str(c->out, "label", "label", m->label);
+		ctl_out_bytes(c->out, "size", "size", manifest_total_size(m));
 		ctl_out_row_end(c->out);
+		manifest_free(m);
 	}
 	ctl_out_list_end(c->out);
 	ctl_out_str(c->out, "bundle", "bundle", path);
