@@ -81,8 +81,8 @@ typedef int (*bundle_progress_fn)(void *arg, const struct bundle_progress *p);
 /* ---- creating ---- */
 
 struct bundle_create_opts {
-	uint64_t
-	    pack_max; /* target pack size; 0 = BUNDLE_PACK_MAX; clamped to 4 MiB..BUNDLE_PACK_MAX */
+	/* Largest pack; 0 = BUNDLE_PACK_MAX; clamped to 2 MiB..BUNDLE_PACK_MAX. */
+	uint64_t pack_max;
 	bundle_progress_fn progress; /* may be NULL */
 	void *arg;
 };
