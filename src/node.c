@@ -538,6 +538,12 @@ void node_status(struct node *n, struct node_status *out)
 	out->rate_out_bps = n->rate_out.bps;
 	out->bytes_received = n->bytes_received;
 	out->bytes_served = n->bytes_served;
+	out->rx_lan = n->rx_link[0];
+	out->rx_wan = n->rx_link[1];
+	out->tx_lan = n->tx_link[0];
+	out->tx_wan = n->tx_link[1];
+	out->chunks_verified = n->chunks_verified;
+	out->chunks_rejected = n->chunks_rejected;
 	if (n->sq != NULL && storeq_error(n->sq, msg, sizeof(msg)))
 		snprintf(n->store_error, sizeof(n->store_error), "%s", msg);
 	out->store_error = n->store_error[0] ? n->store_error : NULL;

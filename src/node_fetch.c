@@ -964,6 +964,10 @@ static void verify_done(uv_work_t *w, int status)
 	struct npeer *p = peer_of(n, j->h, j->peer_id);
 
 	n->pending_work--;
+	if (j->rc == 0)
+		n->chunks_verified++;
+	else
+		n->chunks_rejected++;
 	if (n->stopping) {
 		/* Still worth keeping: the store thread commits it before it ends. */
 		if (j->rc == 0 && n->sq != NULL) {
@@ -1046,6 +1050,7 @@ void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg 
 
 	p->bytes_received += d->len;
 	n->bytes_received += d->len;
+	n->rx_link[p->lan ? 0 : 1] += d->len;
 	if (g != NULL)
 		g->bytes_received += d->len;
 	wait = ratelimit_charge(n->rl, RL_DOWN, rl_class(p), d->len + 32, now);
@@ -1225,6 +1230,7 @@ void node__serve_pump(struct npeer *p)
 		s->pos += frame;
 		p->bytes_served += frame;
 		n->bytes_served += frame;
+		n->tx_link[p->lan ? 0 : 1] += frame;
 		g = gossip_book_get(n->book, p->id);
 		if (g != NULL)
 			g->bytes_served += frame;

@@ -216,6 +216,8 @@ struct node {
 	unsigned nrejects;
 
 	uint64_t bytes_received, bytes_served; /* chunk data, all peers, this run */
+	uint64_t rx_link[2], tx_link[2];       /* the same by link: [0] LAN, [1] WAN */
+	uint64_t chunks_verified, chunks_rejected;
 	struct nrate rate_in, rate_out;
 	char store_error[512];
 

@@ -62,6 +62,10 @@ struct node_status {
 	const char *store_error;   /* last store write error ("disk full: ..."), NULL if none */
 	uint64_t bytes_received;   /* chunk data received from peers since start */
 	uint64_t bytes_served;	   /* chunk data sent to peers since start */
+	uint64_t rx_lan, rx_wan;   /* bytes_received from same-site peers and from the rest */
+	uint64_t tx_lan, tx_wan;   /* bytes_served likewise */
+	uint64_t chunks_verified;  /* received chunks and index pieces that matched their id */
+	uint64_t chunks_rejected;  /* ... and that did not (their sender was dropped) */
 };
 void node_status(struct node *n, struct node_status *out);
 
