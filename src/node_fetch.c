@@ -723,6 +723,7 @@ void node__peer_down_fetch(struct node *n, struct npeer *p)
 		free(h);
 	}
 	p->have_bytes = 0;
+	p->nhaves = 0;
 	uv_timer_stop(&p->read_timer);
 	uv_timer_stop(&p->send_timer);
 	/* Index pieces asked of p go to another peer (sched does the same for chunks). */
@@ -748,6 +749,9 @@ void node__on_have(struct node *n, struct npeer *p, const struct wire_msg *m)
 		h->nchunks = w->nchunks;
 	}
 	if (h == NULL) {
+		if (p->nhaves >= NODE_HAVE_VERSIONS)
+			return;
+		p->nhaves++;
 		h = xcalloc(1, sizeof(*h));
 		snprintf(h->name, sizeof(h->name), "%s", w->name);
 		h->version = w->version;

@@ -43,8 +43,9 @@ struct nver;
 #define NODE_TARGET_CONNS 8
 /* Requests of the same peer queued for serving; more are answered CHUNK_NONE. */
 #define NODE_SERVE_MAX 1024
-/* Bytes of peers' HAVE bitmaps kept per peer. */
-#define NODE_HAVE_BUDGET (8u << 20)
+/* Bytes of peers' HAVE bitmaps, and versions they said HAVE for, kept per peer. */
+#define NODE_HAVE_BUDGET   (8u << 20)
+#define NODE_HAVE_VERSIONS 4096
 /* An index piece request with no answer this long is asked of another peer. */
 #define NODE_PIECE_TIMEOUT_MS 30000
 /* Recently refused manifest hashes, not asked for again. */
@@ -113,6 +114,7 @@ struct npeer {
 
 	struct nhave *haves;
 	size_t have_bytes;
+	unsigned nhaves;
 
 	struct gossip_entry *digest; /* a DIGEST round being received */
 	size_t ndigest;
