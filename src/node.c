@@ -821,6 +821,11 @@ int node_cancel(struct node *n, const char *name, uint64_t version)
 			pw = &w->next;
 		}
 	}
+	if (!found && config_wants(n->cfg, name))
+		return ferry_errf(FERRY_EPERM,
+				  "'%s' is fetched because a want = line of %s matches it; "
+				  "change the configuration to stop it",
+				  name, n->cfg->path[0] ? n->cfg->path : "the configuration");
 	if (!found)
 		return ferry_errf(FERRY_ENOENT, "%s@%" PRIu64 " is not being fetched by request",
 				  name, version);

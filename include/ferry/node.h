@@ -112,7 +112,11 @@ struct node_progress {
 int node_fetch(struct node *n, const char *name, uint64_t version, struct node_progress *out);
 /* Current progress of a wanted or stored version; FERRY_ENOENT if neither. */
 int node_progress(struct node *n, const char *name, uint64_t version, struct node_progress *out);
-/* Stop wanting it (chunks already stored stay until gc). */
+/*
+ * Stop wanting it (chunks already stored stay until gc). Version 0 cancels
+ * every fetch of name. FERRY_ENOENT if no fetch asked for it; FERRY_EPERM
+ * (the detail says so) if only a want = glob of the config wants it.
+ */
 int node_cancel(struct node *n, const char *name, uint64_t version);
 
 /*
