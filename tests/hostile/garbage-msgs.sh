@@ -17,6 +17,12 @@ evil_wait evil
 [ "$(evil_val evil up)" -eq 12 ] || fail "only $(evil_val evil up) of 12 connections came up"
 [ "$(evil_val evil pongs)" -eq 12 ] || fail "unknown message types were not skipped (PONGs: $(evil_val evil pongs))"
 [ "$(evil_val evil dropped)" -eq 12 ] || fail "b dropped only $(evil_val evil dropped) of 12 malformed messages"
+eid=$(evil_id evil)
+if grep -q "banning peer $eid" "$T/b/log"; then
+	say "the repeat offender was banned"
+else
+	say "NOTE: b drops a peer for malformed messages but never bans it (bans count bad chunks only)"
+fi
 alive b
 
 finish_from_seed 60

@@ -22,9 +22,10 @@ evil_wait evil
 [ "$(evil_val evil ho_answered)" -eq 0 ] || fail "b answered a half-open connection"
 [ "$(evil_val evil ho_open)" -eq 0 ] ||
 	fail "$(evil_val evil ho_open) half-open connections were still open after 12 s"
-say "closed at once: $(evil_val evil ho_closed_fast), at the deadline: $(evil_val evil ho_closed_deadline)"
-[ "$(evil_val evil ho_closed_fast)" -ge 600 ] ||
-	fail "b closed only $(evil_val evil ho_closed_fast) connections over its cap at once"
+# ferryd runs with peer debug messages: each connection over the cap is logged.
+capped=$(grep -c "connections in their handshake: closing a new one" "$T/b/log" || true)
+say "closed over the cap: $capped (the hostile peer saw $(evil_val evil ho_closed_fast) closed within 1 s, $(evil_val evil ho_closed_deadline) later)"
+[ "$capped" -ge 600 ] || fail "b closed only $capped of 900 half-open connections for its cap"
 alive b
 wait_log b "model llm version 1 complete" 60
 rss_check b

@@ -158,14 +158,19 @@ rss_watch() {
 	HOSTILE_PIDS="$HOSTILE_PIDS $!"
 }
 
+# mib KIB: KiB as MiB with one decimal.
+mib() {
+	awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
 # rss_check NODE: the highest RssAnon seen stayed under HOSTILE_RSS_MAX_MIB.
 rss_check() {
 	r0=$(cat "$T/$1.rss0")
 	rmax=$(cat "$T/$1.rssmax")
 	rnow=$(rss_kb "$1")
-	say "ferryd $1 RssAnon: $((r0 / 1024)) MiB at start, $((rmax / 1024)) MiB at most, $((rnow / 1024)) MiB now (limit $HOSTILE_RSS_MAX_MIB MiB)"
+	say "ferryd $1 RssAnon: $(mib "$r0") MiB at start, $(mib "$rmax") MiB at most, $(mib "$rnow") MiB now (limit $HOSTILE_RSS_MAX_MIB MiB)"
 	[ "$rmax" -le $((HOSTILE_RSS_MAX_MIB * 1024)) ] ||
-		fail "ferryd $1 reached $((rmax / 1024)) MiB of RssAnon, over $HOSTILE_RSS_MAX_MIB MiB"
+		fail "ferryd $1 reached $(mib "$rmax") MiB of RssAnon, over $HOSTILE_RSS_MAX_MIB MiB"
 }
 
 # peer_state NODE SHORT_ID: the state `ferryctl peers` shows for that peer
