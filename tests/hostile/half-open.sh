@@ -15,6 +15,7 @@ sleep 2
 if has_ctl status; then
 	ctl --socket "$T/b/ferryd.sock" status >/dev/null ||
 		fail "b's control socket did not answer during the attack"
+	say "b's control socket answered during the attack"
 fi
 say "the honest seed a dials b during the attack"
 node_start a

@@ -23,6 +23,7 @@ grep -q "banning peer $eid" "$T/b/log" || fail "b did not ban $eid after repeate
 say "dropped $(evil_val evil dropped) times, then refused $(evil_val evil refused) times"
 st=$(peer_state b "$eid")
 [ "$st" = - ] || [ "$st" = banned ] || fail "ferryctl peers shows $eid as '$st', not banned"
+[ "$st" = - ] || say "ferryctl peers: $eid is $st"
 grep -q "model llm version 1 complete" "$T/b/log" && fail "b completed from the hostile peer"
 alive b
 
