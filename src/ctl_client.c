@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -228,4 +229,64 @@ int ctl_client_replies(struct ctl_client *c, ctl_client_data_fn *on_data, void *
 const char *ctl_client_message(const struct ctl_client *c)
 {
 	return c->message ? c->message : "";
+}
+
+/* "45s", "12m05s", "3h04m"; "--" when there is no rate or it is absurdly far. */
+static void fmt_eta(char *buf, size_t cap, uint64_t left_bytes, double rate_bps)
+{
+	double s = rate_bps > 0 ? (double)left_bytes * 8.0 / rate_bps : -1;
+	uint64_t t;
+
+	if (s < 0 || s > 99.0 * 86400)
+		snprintf(buf, cap, "--");
+	else if ((t = (uint64_t)(s + 0.5)) < 60)
+		snprintf(buf, cap, "%llus", (unsigned long long)t);
+	else if (t < 3600)
+		snprintf(buf, cap, "%llum%02llus", (unsigned long long)(t / 60),
+			 (unsigned long long)(t % 60));
+	else
+		snprintf(buf, cap, "%lluh%02llum", (unsigned long long)(t / 3600),
+			 (unsigned long long)(t / 60 % 60));
+}
+
+char *ctl_progress_format(char *buf, size_t cap, const struct ctl_progress *p, bool bar)
+{
+	enum { BAR = 20 };
+	char have[32], need[32], rate[32], eta[32], bars[BAR + 4] = "";
+	const struct node_progress *q = &p->p;
+	uint64_t have_b = MIN(q->have_bytes, q->need_bytes);
+	double pct = q->need_bytes ? 100.0 * (double)have_b / (double)q->need_bytes
+				   : (q->complete ? 100.0 : 0.0);
+
+	if (q->version == 0 || q->waiting_manifest) {
+		snprintf(buf, cap, "%s: waiting for a peer to offer the manifest", p->name);
+		return buf;
+	}
+	if (q->complete)
+		pct = 100.0;
+	if (bar) {
+		int full = (int)(pct * BAR / 100.0);
+
+		bars[0] = '[';
+		for (int i = 0; i < BAR; i++)
+			bars[1 + i] = i < full ? '#' : ' ';
+		bars[BAR + 1] = ']';
+		bars[BAR + 2] = ' ';
+		bars[BAR + 3] = '\0';
+	}
+	fmt_bytes(have, sizeof(have), have_b);
+	fmt_bytes(need, sizeof(need), q->need_bytes);
+	fmt_rate(rate, sizeof(rate), q->rate_bps);
+	if (q->complete) {
+		snprintf(eta, sizeof(eta), "done");
+	} else {
+		char t[24];
+
+		fmt_eta(t, sizeof(t), q->need_bytes - have_b, q->rate_bps);
+		snprintf(eta, sizeof(eta), "ETA %s", t);
+	}
+	snprintf(buf, cap, "%s@%llu  %s%5.1f%%  %s of %s  %s  %s  %u source%s", p->name,
+		 (unsigned long long)q->version, bars, pct, have, need, rate, eta, q->sources,
+		 q->sources == 1 ? "" : "s");
+	return buf;
 }

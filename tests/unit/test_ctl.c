@@ -745,6 +745,38 @@ static void test_result_and_signature(void **state)
 	free(msg);
 }
 
+static void test_progress_format(void **state)
+{
+	struct ctl_progress p = {.name = "llama"};
+	char buf[256];
+
+	(void)state;
+	assert_string_equal(ctl_progress_format(buf, sizeof(buf), &p, true),
+			    "llama: waiting for a peer to offer the manifest");
+	p.p.version = 7;
+	p.p.need_bytes = 1000u << 20;
+	p.p.have_bytes = 420u << 20;
+	p.p.rate_bps = 4e6; /* 580 MiB at 4 Mbit/s: 1216.3 s */
+	p.p.sources = 2;
+	assert_string_equal(ctl_progress_format(buf, sizeof(buf), &p, true),
+			    "llama@7  [########            ]  42.0%  420.0 MiB of 1000.0 MiB  "
+			    "4.0 Mbit/s  ETA 20m16s  2 sources");
+	p.p.rate_bps = 0;
+	p.p.sources = 1;
+	assert_string_equal(ctl_progress_format(buf, sizeof(buf), &p, false),
+			    "llama@7   42.0%  420.0 MiB of 1000.0 MiB  0 bit/s  ETA --  1 source");
+	p.p.have_bytes = p.p.need_bytes;
+	p.p.complete = true;
+	p.p.rate_bps = 3e9;
+	assert_string_equal(
+	    ctl_progress_format(buf, sizeof(buf), &p, false),
+	    "llama@7  100.0%  1000.0 MiB of 1000.0 MiB  3.00 Gbit/s  done  1 source");
+	p.p.complete = false;
+	p.p.have_bytes = 0;
+	p.p.rate_bps = 8e6 / 3600; /* 1000 MiB at 1 MB/h */
+	assert_non_null(strstr(ctl_progress_format(buf, sizeof(buf), &p, false), "ETA 1048h"));
+}
+
 /* ---- the server ------------------------------------------------------------ */
 
 static void test_status(void **state)
@@ -1232,6 +1264,7 @@ int main(void)
 	    cmocka_unit_test(test_data_round_trip),
 	    cmocka_unit_test(test_data_forward_compatible),
 	    cmocka_unit_test(test_result_and_signature),
+	    cmocka_unit_test(test_progress_format),
 	    cmocka_unit_test_setup_teardown(test_status, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_peers_and_models, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_unknown_and_bad_args, harness_start, harness_stop),
