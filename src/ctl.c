@@ -89,8 +89,6 @@ struct ctl_server {
 
 enum conn_state { C_REQUEST, C_BUSY, C_STREAM, C_SIGNATURE, C_DONE };
 
-struct cmd;
-
 struct conn {
 	struct conn *next, *prev;
 	struct ctl_server *srv; /* NULL once its handles are closed */
@@ -115,7 +113,6 @@ struct conn {
 	uint64_t out_progress; /* uv_now when output last moved */
 	/* The command. */
 	struct ctl_request req;
-	const struct cmd *cmd;
 	char *name; /* fetch --wait */
 	uint64_t version;
 	uint8_t *body; /* publish: the body sent for signing */
@@ -686,7 +683,6 @@ static void dispatch(struct conn *c)
 		finish(c, rc, NULL);
 		return;
 	}
-	c->cmd = cmd;
 	if (cmd->info.kind == CTL_WRITE)
 		log_write(c, cmd);
 	else
