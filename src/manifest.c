@@ -708,21 +708,15 @@ int manifest_seal(const uint8_t *body, size_t len, const uint8_t sig[static 64],
 	return mpk_w_take(&w, out, outlen);
 }
 
-int manifest_open(const uint8_t *signed_bytes, size_t n, const struct trust *t,
-		  struct manifest **out, uint8_t hash[32])
+int manifest_envelope(const uint8_t *signed_bytes, size_t n, const uint8_t **body, size_t *blen,
+		      uint8_t sig[static 64])
 {
-	char b64[FERRY_B64_32_LEN], e[ESC_LEN];
-	uint8_t sig[FERRY_SIG_LEN];
-	const uint8_t *body;
-	struct prescan ps;
+	char e[ESC_LEN];
 	struct mpk_r r;
 	const char *tag;
-	size_t blen, tlen, mlen, i;
-	uint8_t *msg;
+	size_t tlen;
 	uint32_t cnt;
-	int err;
 
-	*out = NULL;
 	if (n > MANIFEST_SIGNED_MAX)
 		return ferry_errf(FERRY_ETOOBIG,
 				  "signed manifest of %zu bytes is larger than the %u allowed", n,
@@ -737,18 +731,35 @@ int manifest_open(const uint8_t *signed_bytes, size_t n, const struct trust *t,
 	if (tlen != sizeof(envelope_tag) - 1 || memcmp(tag, envelope_tag, tlen) != 0)
 		return ferry_errf(FERRY_EFORMAT, "signed manifest: tag '%s' is not '%s'",
 				  esc(e, tag, tlen), envelope_tag);
-	mpk_r_bin(&r, &body, &blen);
-	mpk_r_bin_fixed(&r, sig, sizeof(sig));
+	mpk_r_bin(&r, body, blen);
+	mpk_r_bin_fixed(&r, sig, FERRY_SIG_LEN);
 	if (mpk_r_done(&r) != 0)
 		return wrap(&r, "signed manifest");
 	/*
 	 * One body and signature have one signed form, so nobody but the
 	 * publisher can make another manifest hash for the same manifest.
 	 */
-	if (n != sealed_len(blen))
+	if (n != sealed_len(*blen))
 		return ferry_errf(FERRY_EFORMAT,
 				  "signed manifest: %zu bytes, but the shortest encoding is %zu", n,
-				  sealed_len(blen));
+				  sealed_len(*blen));
+	return 0;
+}
+
+int manifest_open(const uint8_t *signed_bytes, size_t n, const struct trust *t,
+		  struct manifest **out, uint8_t hash[32])
+{
+	char b64[FERRY_B64_32_LEN];
+	uint8_t sig[FERRY_SIG_LEN];
+	const uint8_t *body;
+	struct prescan ps;
+	size_t blen, mlen, i;
+	uint8_t *msg;
+	int err;
+
+	*out = NULL;
+	if ((err = manifest_envelope(signed_bytes, n, &body, &blen, sig)) != 0)
+		return err;
 
 	if ((err = prescan(body, blen, &ps)) != 0)
 		return err;

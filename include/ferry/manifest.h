@@ -95,6 +95,15 @@ int manifest_decode_body(const uint8_t *body, size_t len, struct manifest **out)
 int manifest_open(const uint8_t *signed_bytes, size_t n, const struct trust *t,
 		  struct manifest **out, uint8_t hash[32]);
 
+/*
+ * Split a signed manifest into its body (a borrowed view into signed_bytes)
+ * and signature, checking only the envelope, not the signature: for code that
+ * reads manifests the store already accepted (gc keeps what every stored
+ * manifest references, whoever signed it). FERRY_EFORMAT/FERRY_ETOOBIG.
+ */
+int manifest_envelope(const uint8_t *signed_bytes, size_t n, const uint8_t **body, size_t *blen,
+		      uint8_t sig[static 64]);
+
 /* Total of the files' sizes (saturating at UINT64_MAX). */
 uint64_t manifest_total_size(const struct manifest *m);
 /* Free m and everything in it; manifest_free(NULL) is a no-op. */
