@@ -262,6 +262,12 @@ char *ctl_progress_format(char *buf, size_t cap, const struct ctl_progress *p, b
 		snprintf(buf, cap, "%s: waiting for a peer to offer the manifest", p->name);
 		return buf;
 	}
+	if (!q->complete && q->need_bytes == 0) {
+		/* The manifest is known, the sizes in its chunk index not yet. */
+		snprintf(buf, cap, "%s@%llu: starting, size not known yet", p->name,
+			 (unsigned long long)q->version);
+		return buf;
+	}
 	if (q->complete)
 		pct = 100.0;
 	if (bar) {
