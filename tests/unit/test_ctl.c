@@ -754,6 +754,8 @@ static void test_progress_format(void **state)
 	assert_string_equal(ctl_progress_format(buf, sizeof(buf), &p, true),
 			    "llama: waiting for a peer to offer the manifest");
 	p.p.version = 7;
+	assert_string_equal(ctl_progress_format(buf, sizeof(buf), &p, true),
+			    "llama@7: starting, size not known yet");
 	p.p.need_bytes = 1000u << 20;
 	p.p.have_bytes = 420u << 20;
 	p.p.rate_bps = 4e6; /* 580 MiB at 4 Mbit/s: 1216.3 s */
