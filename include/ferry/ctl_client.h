@@ -66,12 +66,15 @@ const char *ctl_client_message(const struct ctl_client *c);
 int ctl_client_send_signature(struct ctl_client *c, const uint8_t sig[static 64]);
 
 /*
- * One line of fetch progress for people, into buf (returned):
- *   "llama@7  [########            ]  42.0%  420.0 MiB of 1000.0 MiB  3.2 Mbit/s  ETA 2m05s  2
- * sources" without the bar when bar is false (for logs and pipes), "done" in place of the ETA once
- * complete, "llama: waiting for a peer to offer the manifest" before any
- * version is known, and "llama@7: starting, size not known yet" while the
- * version's size is not known.
+ * One line of fetch progress for people, into buf (returned), e.g. (the
+ * bar is 20 characters wide):
+ *
+ *   llama@7  [####      ]  42.0%  420.0 MiB of 1000.0 MiB  3.2 Mbit/s  ETA 2m05s  2 sources
+ *
+ * Without the bar when bar is false (for logs and pipes); "done" in place of
+ * the ETA once complete; "llama: waiting for a peer to offer the manifest"
+ * before any version is known; "llama@7: starting, size not known yet"
+ * while the version's size is not known.
  */
 char *ctl_progress_format(char *buf, size_t cap, const struct ctl_progress *p, bool bar);
 
