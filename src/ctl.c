@@ -1191,6 +1191,12 @@ void ctl_server_close(struct ctl_server *s, void (*cb)(void *arg), void *arg)
 		unlink(s->path);
 	uv_close((uv_handle_t *)&s->poll, on_server_handle_closed);
 	uv_close((uv_handle_t *)&s->accept_timer, on_server_handle_closed);
-	while (s->conns != NULL)
-		conn_close(s->conns);
+	while (s->conns != NULL) {
+		struct conn *c = s->conns;
+
+		/* Tell a waiting client why it ends (if its socket takes it at once). */
+		if (c->state != C_DONE)
+			finish(c, ferry_errf(FERRY_ECANCELED, "ferryd is shutting down"), NULL);
+		conn_close(c);
+	}
 }

@@ -232,6 +232,7 @@ struct harness {
 	struct ctl_server *srv;
 	struct node node;
 	bool closed;
+	bool stop_sent;
 };
 
 static void on_server_closed(void *arg)
@@ -300,7 +301,8 @@ static int harness_stop(void **state)
 	struct harness *h = *state;
 	struct stat st;
 
-	uv_async_send(&h->stop);
+	if (!h->stop_sent)
+		uv_async_send(&h->stop);
 	pthread_join(h->thread, NULL);
 	assert_true(h->closed);
 	assert_int_equal(uv_loop_close(&h->loop), 0);
@@ -906,6 +908,38 @@ static void test_fetch_wait_client_leaves(void **state)
 	h->node.complete_after = 3;
 }
 
+/* A daemon that stops while a client waits tells it so. */
+static struct harness *stopping;
+
+static int stop_on_progress(void *arg, struct ctl_client *c, const struct ctl_msg *m)
+{
+	(void)arg;
+	(void)c;
+	(void)m;
+	if (!stopping->stop_sent) {
+		stopping->stop_sent = true;
+		uv_async_send(&stopping->stop);
+	}
+	return 0;
+}
+
+static void test_fetch_wait_shutdown(void **state)
+{
+	struct harness *h = *state;
+	struct ctl_request req = {.cmd = "fetch"};
+	struct ctl_client *c;
+
+	h->node.complete_after = 1000000;
+	stopping = h;
+	ctl_request_str(&req, "name", "llama");
+	ctl_request_bool(&req, "wait", true);
+	assert_int_equal(ctl_client_connect(h->sock, &c), 0);
+	assert_int_equal(ctl_client_request(c, &req, -1), 0);
+	assert_int_equal(ctl_client_replies(c, stop_on_progress, NULL), FERRY_ECANCELED);
+	assert_string_equal(ferry_errmsg(FERRY_ECANCELED), "ferryd is shutting down");
+	ctl_client_free(c);
+}
+
 static void test_cancel(void **state)
 {
 	struct harness *h = *state;
@@ -1274,6 +1308,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fetch_wait, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_fetch_wait_client_leaves, harness_start,
 					    harness_stop),
+	    cmocka_unit_test_setup_teardown(test_fetch_wait_shutdown, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_cancel, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_publish, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_publish_signature_deadline, harness_start,
