@@ -695,6 +695,16 @@ static char *fmt_duration(char *buf, size_t cap, uint64_t s)
 	return buf;
 }
 
+/* Text only: "1.0 MiB / 2.0 MiB" for bytes over the LAN and over the WAN. */
+static void out_lan_wan(struct ctl *c, const char *label, uint64_t lan, uint64_t wan)
+{
+	char a[32], b[32], *text;
+
+	text = xasprintf("%s / %s", fmt_bytes(a, sizeof(a), lan), fmt_bytes(b, sizeof(b), wan));
+	ctl_out_str(c->out, "", label, text);
+	free(text);
+}
+
 static int on_status(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
 {
 	struct ctl *c = arg;
@@ -741,6 +751,19 @@ static int on_status(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
 	ctl_out_uint(c->out, "peers_known", "peers known", n->peers_known);
 	out_rate(c, "rate_in_bps", "rate in", n->rate_in_bps);
 	out_rate(c, "rate_out_bps", "rate out", n->rate_out_bps);
+	ctl_out_bytes(c->out, "bytes_received", "received", n->bytes_received);
+	ctl_out_bytes(c->out, "bytes_served", "served", n->bytes_served);
+	if (c->json) {
+		ctl_out_bytes(c->out, "rx_lan", "received LAN", n->rx_lan);
+		ctl_out_bytes(c->out, "rx_wan", "received WAN", n->rx_wan);
+		ctl_out_bytes(c->out, "tx_lan", "served LAN", n->tx_lan);
+		ctl_out_bytes(c->out, "tx_wan", "served WAN", n->tx_wan);
+	} else {
+		out_lan_wan(c, "received LAN/WAN", n->rx_lan, n->rx_wan);
+		out_lan_wan(c, "served LAN/WAN", n->tx_lan, n->tx_wan);
+	}
+	ctl_out_uint(c->out, "chunks_verified", "chunks verified", n->chunks_verified);
+	ctl_out_uint(c->out, "chunks_rejected", "chunks rejected", n->chunks_rejected);
 	if (n->store_error != NULL)
 		ctl_out_str(c->out, "store_error", "store error", n->store_error);
 	free(mem);

@@ -39,6 +39,7 @@ for label in site ferryd uptime store chunks "free space" quota link "peers know
 done
 ctl $A --json status >"$T/out.json" || fail "status --json failed"
 json_check "$T/out.json" 'len(d["node_id"]) == 64 and d["uptime_s"] >= 0 and d["store_chunks"] > 0'
+json_check "$T/out.json" 'd["bytes_received"] == 0 and d["bytes_served"] == 0'
 
 say "peers: b connects to a"
 deadline=$(($(date +%s) + 30))
@@ -87,6 +88,14 @@ ctl $B fetch llm@1 >"$T/out"
 grep -q "llm@1 is complete" "$T/out" || fail "fetch: $(cat "$T/out")"
 ctl $B --json fetch llm@1 >"$T/out.json"
 json_check "$T/out.json" 'd["complete"] and d["download_bytes"] == 0'
+
+say "status counts the chunk bytes moved"
+ctl $B --json status >"$T/out.json"
+json_check "$T/out.json" 'd["bytes_received"] > 0'
+ctl $A --json status >"$T/out.json"
+json_check "$T/out.json" 'd["bytes_served"] > 0'
+ctl $B status >"$T/out"
+grep -q "^received: *[0-9.]* [KM]iB$" "$T/out" || fail "status text lacks received bytes: $(cat "$T/out")"
 
 say "export through the daemon is byte-identical"
 ctl $B export llm@1 "$T/out1" >/dev/null || fail "export failed"
