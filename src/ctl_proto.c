@@ -94,7 +94,7 @@ static const char *arena_str(struct arena *a, const char *s, size_t n)
 	return d;
 }
 
-/* Read a string of 1..max bytes with no NUL in it; what names it in errors. */
+/* Read a string of 1..max bytes with no control character; what names it in errors. */
 static int read_name(struct mpk_r *r, size_t max, const char *what, const char **s, size_t *n)
 {
 	size_t off = mpk_r_offset(r);
@@ -104,8 +104,11 @@ static int read_name(struct mpk_r *r, size_t max, const char *what, const char *
 	if (*n == 0 || *n > max)
 		return ferry_errf(FERRY_EPROTO, "%s at byte %zu has %zu bytes (1 to %zu allowed)",
 				  what, off, *n, max);
-	if (memchr(*s, '\0', *n) != NULL)
-		return ferry_errf(FERRY_EPROTO, "%s at byte %zu contains a NUL byte", what, off);
+	/* Names end up in logs and messages: no NUL, no control characters. */
+	for (size_t i = 0; i < *n; i++)
+		if ((unsigned char)(*s)[i] < 0x20 || (*s)[i] == 0x7f)
+			return ferry_errf(FERRY_EPROTO,
+					  "%s at byte %zu contains a control character", what, off);
 	return 0;
 }
 

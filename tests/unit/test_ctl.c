@@ -485,6 +485,14 @@ static void extra_nul(struct mpk_w *w)
 	mpk_w_str(w, "a\0b", 3);
 }
 
+static void extra_ctrl_key(struct mpk_w *w)
+{
+	mpk_w_cstr(w, "args");
+	mpk_w_map(w, 1);
+	mpk_w_cstr(w, "na\nme");
+	mpk_w_cstr(w, "a");
+}
+
 static void extra_dup(struct mpk_w *w)
 {
 	mpk_w_cstr(w, "args");
@@ -544,6 +552,7 @@ static void test_request_rejects(void **state)
 		const char *words;
 	} cases[] = {
 	    {extra_nul, CTL_PROTO_VERSION, FERRY_EPROTO, "NUL"},
+	    {extra_ctrl_key, CTL_PROTO_VERSION, FERRY_EPROTO, "control character"},
 	    {extra_dup, CTL_PROTO_VERSION, FERRY_EPROTO, "appears twice"},
 	    {extra_many, CTL_PROTO_VERSION, FERRY_EPROTO, "arguments (at most"},
 	    {extra_long, CTL_PROTO_VERSION, FERRY_EPROTO, "bytes (at most"},
