@@ -344,13 +344,59 @@ int node_rollback(struct node *n, const char *name,
 	return act_start(n, name, 0, true, 0, cb, arg);
 }
 
-int node_pin(struct node *n, const char *name, uint64_t version, bool pin)
+struct pin_job {
+	struct node *n;
+	char name[MANIFEST_NAME_MAX + 1];
+	uint64_t version;
+	bool pin;
+	char msg[512];
+	void (*cb)(void *arg, int rc);
+	void *arg;
+};
+
+static int pin_work(void *arg, struct store *st)
 {
-	int rc = manifest_name_check(name);
+	struct pin_job *j = arg;
+	int rc = activate_pin(st, j->name, j->version, j->pin);
 
 	if (rc < 0)
+		snprintf(j->msg, sizeof(j->msg), "%s", ferry_errmsg(rc));
+	return rc;
+}
+
+static void pin_done(void *arg, int rc)
+{
+	struct pin_job *j = arg;
+	struct node *n = j->n;
+
+	n->pending_work--;
+	if (rc < 0)
+		ferry_errf(rc, "%s", j->msg);
+	j->cb(j->arg, rc);
+	free(j);
+	node__stop_progress(n);
+}
+
+int node_pin(struct node *n, const char *name, uint64_t version, bool pin,
+	     void (*cb)(void *arg, int rc), void *arg)
+{
+	struct pin_job *j;
+	int rc = manifest_name_check(name);
+
+	if (rc == 0 && n->stopping)
+		rc = ferry_errf(FERRY_ECANCELED, "ferryd is stopping");
+	if (rc < 0)
 		return rc;
-	return activate_pin(n->st, name, version, pin);
+	j = xcalloc(1, sizeof(*j));
+	j->n = n;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	j->version = version;
+	j->pin = pin;
+	j->cb = cb;
+	j->arg = arg;
+	n->pending_work++;
+	storeq_job(n->sq, pin_work, pin_done, j);
+	return 0;
 }
 
 /* ---- gc ---- */

@@ -158,10 +158,11 @@ int node_rollback(struct node *n, const char *name,
 		  void (*cb)(void *arg, int rc, const struct activate_result *res), void *arg);
 /*
  * Pin or unpin NAME@VERSION as activate_pin() (version 0: the active one /
- * every pin). Synchronous: a pin is one small write transaction, which may
- * wait for the store thread's commit in progress. Returns how many changed.
+ * every pin), on the store thread (the only writer: a commit there may grow
+ * the map). cb gets how many versions changed, or the error.
  */
-int node_pin(struct node *n, const char *name, uint64_t version, bool pin);
+int node_pin(struct node *n, const char *name, uint64_t version, bool pin,
+	     void (*cb)(void *arg, int rc), void *arg);
 /*
  * `ferryctl gc` as activate_gc() with cache_quota, min_free_space and
  * keep_versions from the config, run on the store thread (chunks received
