@@ -1,0 +1,476 @@
+/*
+ * Write the seed corpora of the fuzz harnesses: small valid inputs of each
+ * kind, so that fuzzing starts from messages that get past the first checks.
+ * Usage: gen_corpus DIR  (writes DIR/<target>/<name>; `make fuzz-corpus`
+ * regenerates tests/fuzz/corpus). The output is the same on every run: the
+ * keys are the fixed ones of fuzz.h and nothing random is used.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Only for a publisher key pair from a fixed seed, which fcrypto.h does not offer. */
+#include <sodium.h>
+
+#include "ferry/chunker.h"
+#include "ferry/error.h"
+#include "ferry/fcrypto.h"
+#include "ferry/mpk.h"
+#include "ferry/util.h"
+#include "fuzz.h"
+
+static const char *top;
+
+/* A growable byte string. */
+struct buf {
+	uint8_t *p;
+	size_t len;
+};
+
+static void put(struct buf *b, const void *p, size_t n)
+{
+	b->p = xrealloc(b->p, b->len + n + 1);
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+static void put_u8(struct buf *b, uint8_t v)
+{
+	put(b, &v, 1);
+}
+
+static void put_u16(struct buf *b, uint16_t v)
+{
+	put_u8(b, (uint8_t)(v >> 8));
+	put_u8(b, (uint8_t)v);
+}
+
+static void put_u24(struct buf *b, uint32_t v)
+{
+	put_u8(b, (uint8_t)(v >> 16));
+	put_u16(b, (uint16_t)v);
+}
+
+static void put_str(struct buf *b, const char *s)
+{
+	put(b, s, strlen(s));
+}
+
+/* Write b as DIR/target/name and empty it. */
+static void save(const char *target, const char *name, struct buf *b)
+{
+	char *dir = xasprintf("%s/%s", top, target), *path = xasprintf("%s/%s", dir, name);
+	int fd;
+
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		fatal("mkdir %s: %s", dir, strerror(errno));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write_full(fd, b->p, b->len) != 0 || close(fd) != 0)
+		fatal("writing %s: %s", path, strerror(errno));
+	free(b->p);
+	b->p = NULL;
+	b->len = 0;
+	free(dir);
+	free(path);
+}
+
+static void save_mpk(const char *name, struct mpk_w *w)
+{
+	struct buf b = {0};
+
+	if (mpk_w_take(w, &b.p, &b.len) != 0)
+		fatal("mpk writer failed");
+	save("mpk", name, &b);
+}
+
+static void gen_mpk(void)
+{
+	static const uint8_t odd[] = {
+	    0xd4, 0x01, 0x02,					  /* fixext 1 */
+	    0xc7, 0x03, 0x05, 'a',  'b',  'c',			  /* ext 8 */
+	    0xca, 0x3f, 0x80, 0x00, 0x00,			  /* float 32: 1.0 */
+	    0xd0, 0x05,						  /* int 8 holding 5 */
+	    0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, /* int 64: -2 */
+	    0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* uint 64 max */
+	    0xdc, 0x00, 0x01, 0xc0,				  /* array 16 of one nil */
+	    0xdf, 0x00, 0x00, 0x00, 0x01, 0xa1, 'k',  0xc3,	  /* map 32: {"k": true} */
+	};
+	struct buf b = {0};
+	struct mpk_w w;
+	uint8_t id[32];
+	char text[300];
+
+	/* Something like a manifest body: a map of the usual types. */
+	memset(id, 0x11, sizeof(id));
+	mpk_w_init(&w);
+	mpk_w_map(&w, 6);
+	mpk_w_cstr(&w, "format");
+	mpk_w_uint(&w, 1);
+	mpk_w_cstr(&w, "name");
+	mpk_w_cstr(&w, "llama-3-8b");
+	mpk_w_cstr(&w, "created");
+	mpk_w_int(&w, -1767225600);
+	mpk_w_cstr(&w, "id");
+	mpk_w_bin(&w, id, sizeof(id));
+	mpk_w_cstr(&w, "files");
+	mpk_w_array(&w, 2);
+	for (int i = 0; i < 2; i++) {
+		mpk_w_map(&w, 3);
+		mpk_w_cstr(&w, "path");
+		mpk_w_cstr(&w, i == 0 ? "weights/model.safetensors" : "config.json");
+		mpk_w_cstr(&w, "size");
+		mpk_w_uint(&w, i == 0 ? 16060522496ull : 654);
+		mpk_w_cstr(&w, "ratio");
+		mpk_w_double(&w, 0.68);
+	}
+	mpk_w_cstr(&w, "flags");
+	mpk_w_array(&w, 2);
+	mpk_w_bool(&w, true);
+	mpk_w_nil(&w);
+	save_mpk("map", &w);
+
+	/* Every integer width, both signs. */
+	mpk_w_init(&w);
+	mpk_w_array(&w, 12);
+	mpk_w_uint(&w, 0);
+	mpk_w_uint(&w, 127);
+	mpk_w_uint(&w, 255);
+	mpk_w_uint(&w, 65535);
+	mpk_w_uint(&w, 4294967295u);
+	mpk_w_uint(&w, UINT64_MAX);
+	mpk_w_int(&w, -1);
+	mpk_w_int(&w, -33);
+	mpk_w_int(&w, -129);
+	mpk_w_int(&w, -32769);
+	mpk_w_int(&w, -2147483649ll);
+	mpk_w_int(&w, INT64_MIN);
+	save_mpk("ints", &w);
+
+	/* Strings and binaries of each length class. */
+	memset(text, 'x', sizeof(text));
+	mpk_w_init(&w);
+	mpk_w_str(&w, text, 31);
+	mpk_w_str(&w, text, 32);
+	mpk_w_str(&w, text, 256);
+	mpk_w_bin(&w, (const uint8_t *)text, 0);
+	mpk_w_bin(&w, (const uint8_t *)text, 256);
+	save_mpk("strings", &w);
+
+	/* Nesting at the limit, and one deeper. */
+	for (int depth = MPK_DEPTH_MAX; depth <= MPK_DEPTH_MAX + 1; depth++) {
+		mpk_w_init(&w);
+		for (int i = 0; i < depth; i++)
+			mpk_w_array(&w, 1);
+		mpk_w_uint(&w, 7);
+		save_mpk(depth == MPK_DEPTH_MAX ? "deep" : "too-deep", &w);
+	}
+
+	put(&b, odd, sizeof(odd));
+	save("mpk", "encodings", &b);
+}
+
+/* One chunker record: plant a window of kind at pos. */
+static void window(struct buf *b, uint32_t pos, uint8_t kind)
+{
+	put_u24(b, pos);
+	put_u8(b, kind);
+}
+
+static void gen_chunker(void)
+{
+	const uint32_t max = CHUNK_MAX_SIZE + 4 * CHUNK_MIN_SIZE;
+	struct buf b = {0};
+
+	/* Zeros to the end: every chunk is cut at the maximum size. */
+	put_u24(&b, max);
+	put_u8(&b, 0);
+	save("chunker", "zeros", &b);
+
+	/* Pseudo-random bytes: natural cuts. */
+	put_u24(&b, max);
+	put_u8(&b, 1);
+	put_u24(&b, 12345);
+	save("chunker", "random", &b);
+
+	/* Windows at the edges the scan cares about: minimum, normal, blocks, lanes. */
+	put_u24(&b, max);
+	put_u8(&b, 1);
+	put_u24(&b, 777);
+	window(&b, CHUNK_MIN_SIZE + 4096 - 64, 2);
+	window(&b, 2 * CHUNK_MIN_SIZE + 3 * 4096 - 1, 1);
+	window(&b, CHUNK_AVG_SIZE - 64, 1);
+	window(&b, CHUNK_AVG_SIZE + 100000, 3);
+	window(&b, CHUNK_MAX_SIZE + 5000, 4);
+	save("chunker", "windows", &b);
+
+	/* The earliest cut there can be, then a short second chunk. */
+	put_u24(&b, 3 * CHUNK_MIN_SIZE);
+	put_u8(&b, 0);
+	window(&b, CHUNK_MIN_SIZE, 0);
+	save("chunker", "window-at-min", &b);
+
+	/* A short file of repeated text. */
+	put_u24(&b, 200000);
+	put_u8(&b, 2);
+	put_str(&b, "the quick brown fox jumps over the lazy dog ");
+	save("chunker", "text", &b);
+}
+
+/* The messages of a handshake between the fixed keys, with hellos h2 and h3. */
+static void handshake(uint8_t wire[3][SESSION_HS_MSG_MAX], size_t len[3], uint64_t t,
+		      const char *h2, const char *h3)
+{
+	struct session_hs *hs[2] = {fuzz_hs_fixed(SESSION_INITIATOR),
+				    fuzz_hs_fixed(SESSION_RESPONDER)};
+	uint8_t p1[12], pl[SESSION_HELLO_MAX];
+	const uint8_t *hello[3] = {p1, (const uint8_t *)h2, (const uint8_t *)h3};
+	size_t hlen[3] = {sizeof(p1), strlen(h2), strlen(h3)}, used, plen;
+
+	fuzz_msg1_payload(p1, t);
+	for (int m = 0; m < 3; m++) {
+		if (session_hs_write(hs[m % 2], hello[m], hlen[m], wire[m], SESSION_HS_MSG_MAX,
+				     &len[m]) != 0 ||
+		    session_hs_read(hs[1 - m % 2], wire[m], len[m], &used, pl, sizeof(pl), &plen) !=
+			0)
+			fatal("handshake message %d: %s", m + 1, ferry_errmsg(FERRY_EAUTH));
+	}
+	session_hs_free(hs[0]);
+	session_hs_free(hs[1]);
+}
+
+static void gen_handshake(void)
+{
+	uint8_t wire[3][SESSION_HS_MSG_MAX], p1[12];
+	size_t len[3];
+	struct buf b = {0};
+
+	handshake(wire, len, FUZZ_NOW, "", "");
+	/* Mode 0: message 1, offered in two parts. */
+	put_u8(&b, 0);
+	put_u16(&b, 30);
+	put(&b, wire[0], len[0]);
+	save("handshake", "msg1", &b);
+	/* Mode 1: message 1's payload: good, another version, a clock too far off. */
+	fuzz_msg1_payload(p1, FUZZ_NOW + 100);
+	put_u8(&b, 1);
+	put_u16(&b, 65535);
+	put(&b, p1, sizeof(p1));
+	save("handshake", "payload", &b);
+	p1[1] = 2;
+	put_u8(&b, 1);
+	put_u16(&b, 10);
+	put(&b, p1, sizeof(p1));
+	save("handshake", "payload-version", &b);
+	fuzz_msg1_payload(p1, FUZZ_NOW - SESSION_CLOCK_SKEW_MAX - 1);
+	put_u8(&b, 1);
+	put_u16(&b, 65535);
+	put(&b, p1, sizeof(p1));
+	put_str(&b, "frames follow");
+	save("handshake", "payload-skew", &b);
+	/* Modes 2 and 3: messages 2 and 3 with hellos. */
+	handshake(wire, len, FUZZ_NOW, "responder hello", "initiator hello");
+	put_u8(&b, 2);
+	put_u16(&b, 40);
+	put_u8(&b, 0);
+	put(&b, wire[1], len[1]);
+	save("handshake", "msg2", &b);
+	put_u8(&b, 2);
+	put_u16(&b, 65535);
+	put_u8(&b, 0);
+	put(&b, wire[1], 2);
+	memset(wire[1] + 2, 0, 32); /* the all-zero point: a low-order key */
+	put(&b, wire[1] + 2, len[1] - 2);
+	save("handshake", "msg2-low-order", &b);
+	put_u8(&b, 3);
+	put_u16(&b, 65535);
+	put_u8(&b, 0);
+	put(&b, wire[2], len[2]);
+	save("handshake", "msg3", &b);
+	/* Mode 4: whole handshakes, unchanged and with one byte changed. */
+	put_u8(&b, 4);
+	put_u16(&b, 65535);
+	put_u16(&b, 5);
+	put_u16(&b, 0);
+	put_u8(&b, 0);
+	put_str(&b, "helloinitiator says hi");
+	save("handshake", "whole", &b);
+	put_u8(&b, 4);
+	put_u16(&b, 7);
+	put_u16(&b, 0);
+	put_u16(&b, 100);
+	put_u8(&b, 0x40);
+	save("handshake", "whole-changed", &b);
+}
+
+static void gen_frames(void)
+{
+	uint8_t key[SESSION_KEY_LEN], out[512];
+	struct session_tx *tx;
+	struct buf b = {0};
+	size_t len;
+
+	/* Mode 0: the bytes of two sealed messages, the second in two frames. */
+	fuzz_key(key, FUZZ_NETKEY);
+	tx = session_tx_new(key);
+	put_u8(&b, 0);
+	put_u8(&b, 0);
+	put_u8(&b, 7);
+	if (session_seal(tx, "ping", 4, out, sizeof(out), &len) != 0)
+		fatal("seal");
+	put(&b, out, len);
+	memcpy(out + SESSION_FRAME_HDR, "have ", 5);
+	session_seal_frame_inplace(tx, out, 5, true);
+	put(&b, out, 5 + SESSION_FRAME_OVERHEAD);
+	memcpy(out + SESSION_FRAME_HDR, "chunks", 6);
+	session_seal_frame_inplace(tx, out, 6, false);
+	put(&b, out, 6 + SESSION_FRAME_OVERHEAD);
+	session_tx_free(tx);
+	save("frames", "stream", &b);
+
+	/* Mode 1 scripts. Small messages and frames of a message. */
+	put_u8(&b, 1);
+	put_u8(&b, 0);
+	put_u8(&b, 3);
+	put_u8(&b, 0);
+	put_u8(&b, 5);
+	put_str(&b, "hello");
+	put_u8(&b, 0);
+	put_u8(&b, 0);
+	put_u8(&b, 2);
+	put_u8(&b, 1);
+	put_u8(&b, 3);
+	put_str(&b, "abc");
+	put_u8(&b, 2);
+	put_u8(&b, 0);
+	put_u8(&b, 0);
+	save("frames", "script", &b);
+	/* Large messages: many frames, then a small one (the buffer shrinks). */
+	put_u8(&b, 1);
+	put_u8(&b, 0);
+	put_u8(&b, 200);
+	put_u8(&b, 1);
+	put_u16(&b, 1700);
+	put_u8(&b, 1);
+	put_u16(&b, 30000);
+	put_u8(&b, 0);
+	put_u8(&b, 1);
+	put_u8(&b, 'x');
+	save("frames", "script-large", &b);
+	/* A message over a cap of 100 bytes, then a changed byte, then raw bytes. */
+	put_u8(&b, 1);
+	put_u8(&b, 4);
+	put_u8(&b, 9);
+	put_u8(&b, 0);
+	put_u8(&b, 3);
+	put_str(&b, "one");
+	put_u8(&b, 1);
+	put_u16(&b, 3);
+	put_u8(&b, 3);
+	put_u16(&b, 10);
+	put_u8(&b, 0x01);
+	put_u8(&b, 4);
+	put_u8(&b, 4);
+	put_u8(&b, 0x80);
+	put_u8(&b, 0);
+	put_u8(&b, 0);
+	put_u8(&b, 20);
+	save("frames", "script-bad", &b);
+}
+
+static void gen_keyfile(void)
+{
+	char *path = xasprintf("%s/.gen-netkey", top), *text;
+	uint8_t seed[32], pk[FERRY_PK_LEN], sk[FERRY_SK_LEN], key[32];
+	char hex[2 * NODEKEY_LEN + 1], b64[2 * FERRY_SK_LEN];
+	struct buf b = {0};
+	size_t len;
+
+	/* The node key: the magic line, then the secret key in hex. */
+	fuzz_key(key, FUZZ_STATIC_R);
+	put_u8(&b, 0);
+	put_str(&b, NODEKEY_MAGIC "\n");
+	put_str(&b, hex_encode(hex, key, sizeof(key)));
+	put_str(&b, "\n");
+	save("keyfile", "node", &b);
+
+	/* A publisher key from a fixed seed, as fcrypto_publisher_key_write lays it out. */
+	fuzz_key(seed, FUZZ_NETKEY + 100);
+	crypto_sign_seed_keypair(pk, sk, seed);
+	put_u8(&b, 1);
+	put_str(&b, "ferry-publisher-key v1\n");
+	put_str(&b, fcrypto_b64_encode(b64, sk, sizeof(sk)));
+	put_str(&b, "\npublic ");
+	put_str(&b, fcrypto_b64_encode(b64, pk, sizeof(pk)));
+	put_str(&b, "\n");
+	save("keyfile", "publisher", &b);
+
+	/* The network key, through our own writer. */
+	fuzz_key(key, FUZZ_NETKEY);
+	unlink(path);
+	if (fcrypto_netkey_write(path, key) != 0 || read_file(path, 4096, &text, &len) != 0)
+		fatal("%s", ferry_errmsg(FERRY_EIO));
+	unlink(path);
+	put_u8(&b, 2);
+	put(&b, text, len);
+	save("keyfile", "network", &b);
+	free(text);
+	free(path);
+}
+
+static void gen_text(void)
+{
+	static const struct {
+		uint8_t which;
+		const char *name, *text;
+	} seeds[] = {
+	    {0, "size", "512M"},
+	    {0, "size-plain", " 1048576 "},
+	    {0, "size-fraction", "1.5GiB"},
+	    {1, "rate", "4mbit"},
+	    {1, "rate-bytes", "100kbps"},
+	    {1, "rate-zero", "0"},
+	    {2, "hex", "00ff7Fa5"},
+	    {3, "node-id", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+	};
+	uint8_t key[FERRY_SK_LEN];
+	char b64[2 * FERRY_SK_LEN];
+	struct buf b = {0};
+
+	for (size_t i = 0; i < ARRAY_SIZE(seeds); i++) {
+		put_u8(&b, seeds[i].which);
+		put_str(&b, seeds[i].text);
+		save("text", seeds[i].name, &b);
+	}
+	fuzz_fill(key, sizeof(key), 9);
+	put_u8(&b, 4);
+	put_str(&b, fcrypto_b64_encode(b64, key, FERRY_PK_LEN));
+	save("text", "base64-32", &b);
+	put_u8(&b, 5);
+	put_str(&b, " \t");
+	put_str(&b, fcrypto_b64_encode(b64, key, FERRY_SK_LEN));
+	put_str(&b, "\r\n");
+	save("text", "base64-64", &b);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: gen_corpus DIR\n");
+		return 2;
+	}
+	if (fcrypto_init() != 0)
+		fatal("libsodium cannot start");
+	top = argv[1];
+	if (mkdir(top, 0755) != 0 && errno != EEXIST)
+		fatal("mkdir %s: %s", top, strerror(errno));
+	gen_mpk();
+	gen_chunker();
+	gen_handshake();
+	gen_frames();
+	gen_keyfile();
+	gen_text();
+	return 0;
+}
