@@ -1146,7 +1146,7 @@ static int apply(struct store *st, MDB_txn *txn, const struct op *op, struct cou
 static int commit_once(struct store_wr *wr)
 {
 	struct store *st = wr->st;
-	struct counters c;
+	struct counters c, before;
 	MDB_txn *txn;
 	int rc;
 
@@ -1155,9 +1155,10 @@ static int commit_once(struct store_wr *wr)
 	if (rc)
 		goto out;
 	rc = counters_get(txn, st, &c);
+	before = c;
 	for (const struct op *op = wr->head; op && rc == 0; op = op->next)
 		rc = apply(st, txn, op, &c);
-	if (rc == 0)
+	if (rc == 0 && memcmp(&c, &before, sizeof(c)) != 0)
 		rc = counters_put(txn, st, &c);
 	if (rc)
 		mdb_txn_abort(txn);
@@ -1204,8 +1205,11 @@ static int commit_error(const struct store *st, int rc, size_t pending)
 int store_wr_commit(struct store_wr *wr)
 {
 	struct store *st = wr->st;
-	int rc;
+	int rc = 0;
 
+	/* An empty batch costs no transaction and no fsync. */
+	if (wr->head == NULL)
+		goto out;
 	pthread_mutex_lock(&st->write_lock);
 	for (int tries = 0;; tries++) {
 		rc = commit_once(wr);
@@ -1227,6 +1231,7 @@ int store_wr_commit(struct store_wr *wr)
 		}
 	}
 	pthread_mutex_unlock(&st->write_lock);
+out:
 	store_wr_abort(wr);
 	return rc;
 }

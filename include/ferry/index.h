@@ -13,6 +13,16 @@
 
 #define INDEX_PIECE_MAX (1024u * 1024u)
 
+/*
+ * The piece layout: a header (magic "FIDX", format, entry count), then
+ * fixed-size entries (id, codec, raw length, encoded length). Every piece
+ * but a file's last holds exactly INDEX_PIECE_ENTRIES entries.
+ */
+#define INDEX_FORMAT	    1
+#define INDEX_HDR_LEN	    12
+#define INDEX_ENTRY_LEN	    41
+#define INDEX_PIECE_ENTRIES ((INDEX_PIECE_MAX - INDEX_HDR_LEN) / INDEX_ENTRY_LEN)
+
 struct chunk_ref {
 	uint8_t id[32];	  /* BLAKE2b-256 of the raw bytes */
 	uint32_t raw_len; /* raw length, 1..CHUNK_MAX_SIZE */
@@ -29,7 +39,8 @@ struct index_piece {
 /*
  * Cut refs[0..n) into pieces. *pieces (and each piece's bytes) is malloc'd and
  * owned by the caller: free with index_pieces_free(). A file with no chunks
- * (empty) has zero pieces.
+ * (empty) has zero pieces (*pieces is NULL). FERRY_EINVAL, naming the entry,
+ * if a ref is out of the ranges index_decode() accepts.
  */
 int index_encode(const struct chunk_ref *refs, size_t n, struct index_piece **pieces,
 		 size_t *npieces);
@@ -37,8 +48,11 @@ void index_pieces_free(struct index_piece *pieces, size_t npieces);
 
 /*
  * Decode one piece (untrusted bytes). On success *refs is malloc'd (owned by
- * the caller) with *nrefs entries; every entry has been range-checked.
- * FERRY_EFORMAT with a detail on anything malformed.
+ * the caller) with *nrefs entries (at least one); every entry has been
+ * range-checked: raw length 1..CHUNK_MAX_SIZE, a known codec, an encoded
+ * length of at most raw length + CODEC_HDR_LEN (exactly that for CODEC_RAW).
+ * FERRY_EFORMAT with a detail on anything malformed; FERRY_EVERSION for a
+ * piece of a format this code does not know.
  */
 int index_decode(const uint8_t *bytes, size_t len, struct chunk_ref **refs, size_t *nrefs);
 

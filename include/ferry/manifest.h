@@ -1,8 +1,9 @@
 /*
  * Manifests: the signed record of one version of a model. The body is
- * msgpack with a format version field; the signature is Ed25519 over the
- * exact encoded body bytes; the signed form wraps both. Layouts are in
- * docs/formats.md with test vectors in tests/unit/test_manifest.c.
+ * msgpack with a format version field; the signature is Ed25519 over a
+ * context string followed by the exact encoded body bytes (manifest_sign);
+ * the signed form wraps both. Layouts are in
+ * docs/formats.md with a test vector in tests/vectors/manifest-v1.hex.
  *
  * Everything decoded here is untrusted until manifest_open() has returned 0:
  * it checks the envelope, the signature against the trusted publishers, the
@@ -34,7 +35,7 @@ struct manifest_file {
 };
 
 struct manifest {
-	uint32_t format;
+	uint32_t format; /* MANIFEST_FORMAT: manifest_encode() writes no other */
 	char *name;
 	uint64_t version;
 	char *label;
@@ -55,12 +56,32 @@ int manifest_name_check(const char *name);
 /* 0 if path is a safe relative path (DESIGN.md rules), else FERRY_EPATH with a detail. */
 int manifest_path_check(const char *path);
 
-/* Encode the body (the bytes that are signed). *body is malloc'd, owned by the caller. */
+/*
+ * Encode the body (the bytes that are signed). *body is malloc'd, owned by the
+ * caller. m is checked first as manifest_open() would check it, so nothing is
+ * signed that nodes would reject: the same error codes as manifest_open().
+ */
 int manifest_encode(const struct manifest *m, uint8_t **body, size_t *len);
-/* Wrap a body and its signature into the signed form. *out is malloc'd. */
+/*
+ * Sign a body with a publisher's secret key. The signature covers the
+ * domain-separated message "ferry-manifest-v1\0" || body (docs/formats.md),
+ * never the bare body, so it cannot be replayed as another kind of signed
+ * object. FERRY_EINVAL if sk's public key is not the body's publisher (the
+ * manifest could never be accepted); FERRY_EFORMAT if the body has none.
+ */
+int manifest_sign(const uint8_t *body, size_t len, const uint8_t sk[static 64],
+		  uint8_t sig[static 64]);
+/*
+ * Wrap a body and its signature into the signed form. *out is malloc'd.
+ * FERRY_ETOOBIG if the result would exceed MANIFEST_SIGNED_MAX.
+ */
 int manifest_seal(const uint8_t *body, size_t len, const uint8_t sig[static 64], uint8_t **out,
 		  size_t *outlen);
-/* Decode a body without any signature check (ferryctl uses it to show what it signs). */
+/*
+ * Decode a body without any signature check (ferryctl uses it to show what it
+ * signs). Every check of manifest_open() but the signature's is made; on
+ * success *out is owned by the caller (manifest_free).
+ */
 int manifest_decode_body(const uint8_t *body, size_t len, struct manifest **out);
 
 /*
@@ -74,8 +95,18 @@ int manifest_decode_body(const uint8_t *body, size_t len, struct manifest **out)
 int manifest_open(const uint8_t *signed_bytes, size_t n, const struct trust *t,
 		  struct manifest **out, uint8_t hash[32]);
 
-/* Total of the files' sizes. */
+/*
+ * Split a signed manifest into its body (a borrowed view into signed_bytes)
+ * and signature, checking only the envelope, not the signature: for code that
+ * reads manifests the store already accepted (gc keeps what every stored
+ * manifest references, whoever signed it). FERRY_EFORMAT/FERRY_ETOOBIG.
+ */
+int manifest_envelope(const uint8_t *signed_bytes, size_t n, const uint8_t **body, size_t *blen,
+		      uint8_t sig[static 64]);
+
+/* Total of the files' sizes (saturating at UINT64_MAX). */
 uint64_t manifest_total_size(const struct manifest *m);
+/* Free m and everything in it; manifest_free(NULL) is a no-op. */
 void manifest_free(struct manifest *m);
 
 #endif

@@ -46,16 +46,21 @@ void mpk_w_init(struct mpk_w *w);
 void mpk_w_map(struct mpk_w *w, size_t n);
 /* Begin an array of n values: the next n values are its elements. */
 void mpk_w_array(struct mpk_w *w, size_t n);
+/* An unsigned integer, in the shortest of positive fixint and uint 8/16/32/64. */
 void mpk_w_uint(struct mpk_w *w, uint64_t v);
-/* Non-negative values are written as unsigned, as msgpack-c does. */
+/* A signed integer, shortest form; non-negative values are written as mpk_w_uint does. */
 void mpk_w_int(struct mpk_w *w, int64_t v);
+/* A float64. */
 void mpk_w_double(struct mpk_w *w, double v);
 /* A string of n bytes (UTF-8 by convention; not checked). */
 void mpk_w_str(struct mpk_w *w, const void *p, size_t n);
 /* A NUL-terminated string, without its NUL. */
 void mpk_w_cstr(struct mpk_w *w, const char *s);
+/* A binary of n bytes (bin 8/16/32). */
 void mpk_w_bin(struct mpk_w *w, const void *p, size_t n);
+/* true or false. */
 void mpk_w_bool(struct mpk_w *w, bool v);
+/* nil. */
 void mpk_w_nil(struct mpk_w *w);
 /*
  * Hand over what was written: *out (malloc'd, never NULL, owned by the
@@ -90,7 +95,12 @@ struct mpk_r {
 	int err;
 };
 
-/* Start reading p[0..n). The slice must outlive the reader and every view it returns. */
+/*
+ * Start reading p[0..n). The slice must outlive the reader and every view it
+ * returns. Every mpk_r_* read below returns 0, or FERRY_EFORMAT (with a
+ * detail naming the byte offset) if the next value is of another type, is
+ * truncated or declares more than is left, or if an earlier read failed.
+ */
 void mpk_r_init(struct mpk_r *r, const void *p, size_t n);
 
 /*
@@ -107,7 +117,7 @@ int mpk_r_array(struct mpk_r *r, uint32_t *n);
 int mpk_r_uint(struct mpk_r *r, uint64_t *v);
 /* Read an integer whose value fits in int64_t, in any integer encoding. */
 int mpk_r_int(struct mpk_r *r, int64_t *v);
-/* Read a float32 or float64. */
+/* Read a float32 or float64 (a float32 is widened). */
 int mpk_r_double(struct mpk_r *r, double *v);
 /*
  * Read a string: *s points into the slice (not NUL-terminated, not checked
@@ -118,7 +128,9 @@ int mpk_r_str(struct mpk_r *r, const char **s, size_t *len);
 int mpk_r_bin(struct mpk_r *r, const uint8_t **p, size_t *len);
 /* Read a binary of exactly n bytes into out (ids, keys, signatures); another length fails. */
 int mpk_r_bin_fixed(struct mpk_r *r, void *out, size_t n);
+/* Read true or false. */
 int mpk_r_bool(struct mpk_r *r, bool *v);
+/* Read a nil. */
 int mpk_r_nil(struct mpk_r *r);
 /*
  * Skip one value of any type, containers with everything in them. Fails on

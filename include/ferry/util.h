@@ -12,8 +12,13 @@
 #include <sys/types.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* <sys/param.h> (pulled in by <uv.h>) defines the same two macros. */
+#ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

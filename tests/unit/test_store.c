@@ -307,6 +307,11 @@ static void test_chunks(void **state)
 	check_chunk(rd, 1, 70 * KIB);
 	store_rd_end(rd);
 
+	/* An empty batch commits to nothing. */
+	assert_int_equal(store_wr_begin(st, &wr), 0);
+	assert_int_equal(store_wr_pending(wr), 0);
+	assert_int_equal(store_wr_commit(wr), 0);
+
 	/* An aborted batch leaves nothing. */
 	assert_int_equal(store_wr_begin(st, &wr), 0);
 	queue_chunks(wr, 10, 3, 100);

@@ -1,0 +1,134 @@
+/*
+ * The node: one running ferryd's state and behaviour. It ties the store, the
+ * catalog, the peers (peer.h), gossip and fetching (sched.h) together on one
+ * libuv loop, and is what the control server (ctl.c) drives.
+ *
+ * Threads: every function here is called on the loop thread. Work that takes
+ * long (ingesting a publish, exporting, verifying) runs on libuv's worker
+ * pool and reports through a callback on the loop thread. As in libuv, if a
+ * function that takes a callback returns an error, the callback is never
+ * called. Strings and arrays passed to callbacks are borrowed for the
+ * duration of the call.
+ */
+#ifndef FERRY_NODE_H
+#define FERRY_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct uv_loop_s;
+struct config;
+struct node;
+struct publish_opts;
+struct publish_stats;
+
+/*
+ * Create the node on loop with cfg (copied): open the store (STORE_WRITE |
+ * STORE_CREATE; FERRY_ELOCKED if another process holds it), load or create
+ * the node key, read the network key, start listening and dialing, start the
+ * store thread and the timers. Errors are fatal at startup: the caller logs
+ * ferry_errmsg(rc) and exits.
+ */
+int node_new(struct uv_loop_s *loop, const struct config *cfg, struct node **out);
+/*
+ * Begin a clean shutdown: stop accepting, close connections, flush the store
+ * thread (committing what was received), close handles. cb runs on the loop
+ * thread when everything is closed; then node_free() may be called.
+ */
+void node_stop(struct node *n, void (*cb)(void *arg), void *arg);
+/* Free a stopped node. NULL is a no-op. */
+void node_free(struct node *n);
+/*
+ * Apply a new config (copied) without dropping transfers: peers, limits,
+ * trust, wants. Keys that need a restart have already been kept at their old
+ * values by the caller (config_keep_restart_keys).
+ */
+int node_reload(struct node *n, const struct config *cfg);
+
+struct node_status {
+	uint8_t node_id[32];
+	const char *site;
+	uint64_t uptime_s;
+	uint64_t store_bytes; /* encoded bytes of stored chunks */
+	uint64_t store_chunks;
+	uint64_t fs_free;	   /* free bytes on the store's file system */
+	uint64_t min_free_space;   /* from the config */
+	uint64_t cache_quota;	   /* 0 = none */
+	unsigned peers_connected;  /* authenticated connections */
+	unsigned peers_known;
+	double rate_in_bps;	   /* bits/s, recent average */
+	double rate_out_bps;
+	const char *store_error;   /* last store write error ("disk full: ..."), NULL if none */
+};
+void node_status(struct node *n, struct node_status *out);
+
+struct node_peer_row {
+	uint8_t node_id[32];
+	const char *address; /* "host:port" as connected or configured */
+	const char *site;    /* "" if unknown */
+	const char *state;   /* "connected", "connecting", "backoff", "banned" */
+	bool lan;	     /* same site */
+	double rtt_ms;	     /* < 0 if unknown */
+	double rate_in_bps, rate_out_bps;
+	int64_t last_seen;   /* unix seconds, 0 = never */
+	uint64_t bytes_received, bytes_served;
+};
+void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row *row), void *arg);
+
+struct node_model_row {
+	const char *name;
+	uint64_t version;
+	const char *label;
+	uint64_t size;	    /* raw bytes of the files */
+	double present_pct; /* 0..100 of encoded bytes present */
+	bool active, pinned, wanted;
+};
+void node_models(struct node *n, void (*cb)(void *arg, const struct node_model_row *row),
+		 void *arg);
+
+struct node_progress {
+	uint64_t version;    /* resolved version (0 while the manifest is not known yet) */
+	uint64_t need_bytes; /* encoded bytes of the version */
+	uint64_t have_bytes;
+	uint64_t inflight_bytes;
+	unsigned sources;    /* peers currently sending chunks of it */
+	double rate_bps;     /* recent receive rate for it */
+	bool complete;	     /* every chunk present and verified */
+	bool waiting_manifest; /* no peer has offered the manifest yet */
+};
+/*
+ * Want NAME@VERSION (version 0: the newest known, or the newest that appears)
+ * until complete. out receives what it will take (need_bytes - have_bytes is
+ * the disk space it needs). FERRY_ENOSPC if that is more than the free space
+ * above min_free_space; FERRY_EINVAL for a bad name.
+ */
+int node_fetch(struct node *n, const char *name, uint64_t version, struct node_progress *out);
+/* Current progress of a wanted or stored version; FERRY_ENOENT if neither. */
+int node_progress(struct node *n, const char *name, uint64_t version, struct node_progress *out);
+/* Stop wanting it (chunks already stored stay until gc). */
+int node_cancel(struct node *n, const char *name, uint64_t version);
+
+/*
+ * Publish, step 1: ingest the files under dirfd (the client's descriptor; the
+ * node takes ownership and closes it) on the worker pool. cb gets the
+ * unsigned manifest body to sign.
+ */
+int node_publish_ingest(struct node *n, int dirfd, const struct publish_opts *opts,
+			void (*cb)(void *arg, int rc, const uint8_t *body, size_t len,
+				   const struct publish_stats *stats),
+			void *arg);
+/*
+ * Publish, step 2: accept the signed manifest (catalog rules, the publisher
+ * must be trusted by this node's config) and announce it to peers.
+ */
+int node_publish_commit(struct node *n, const uint8_t *signed_bytes, size_t len,
+			void (*cb)(void *arg, int rc), void *arg);
+/*
+ * Export NAME@VERSION (0 = newest complete) under outdirfd (taken over and
+ * closed) on the worker pool; flags are enum export_flags.
+ */
+int node_export(struct node *n, const char *name, uint64_t version, int outdirfd, unsigned flags,
+		void (*cb)(void *arg, int rc), void *arg);
+
+#endif

@@ -1,0 +1,215 @@
+/*
+ * Token buckets; see include/ferry/ratelimit.h.
+ *
+ * Tokens are counted in units of 1/8000 byte (one bit-millisecond per
+ * second), so refilling for dt ms at r bits/s adds exactly r * dt units and
+ * no fraction is lost between calls.
+ */
+#include "config.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry/error.h"
+#include "ferry/ratelimit.h"
+#include "ferry/util.h"
+
+#define UNITS_PER_BYTE	8000
+#define BURST_MS	100
+#define BURST_MIN_BYTES 65536
+
+struct bucket {
+	uint64_t rate; /* bits/s; 0 = unlimited */
+	int64_t tokens;
+	uint64_t last; /* time of the last refill */
+};
+
+struct ratelimit {
+	uint64_t set[RL__SETTINGS];
+	struct bucket global[2];
+	struct bucket cls[2][2];
+	uint64_t bytes[2][2];
+};
+
+static const char *const names[] = {
+#define RL_NAME(name, str) str,
+    RATELIMIT_SETTINGS(RL_NAME)
+#undef RL_NAME
+};
+
+static int64_t burst(uint64_t rate)
+{
+	return (int64_t)MAX(rate * BURST_MS, (uint64_t)BURST_MIN_BYTES * UNITS_PER_BYTE);
+}
+
+static void refill(struct bucket *b, uint64_t now)
+{
+	int64_t cap = burst(b->rate);
+	uint64_t dt;
+
+	if (!b->rate || now <= b->last)
+		return;
+	dt = now - b->last;
+	b->last = now;
+	if (b->tokens >= cap)
+		return;
+	/* Compare before multiplying, so a long idle time cannot overflow. */
+	if (dt >= (uint64_t)(cap - b->tokens) / b->rate + 1)
+		b->tokens = cap;
+	else
+		b->tokens = MIN(cap, b->tokens + (int64_t)(b->rate * dt));
+}
+
+static void bucket_rate(struct bucket *b, uint64_t rate, uint64_t now)
+{
+	if (rate == b->rate)
+		return;
+	if (!b->rate) {
+		b->tokens = burst(rate);
+		b->last = now;
+	} else {
+		refill(b, now);
+		b->tokens = MIN(b->tokens, burst(rate));
+	}
+	b->rate = rate;
+}
+
+/* The lower of two rates where 0 means unlimited. */
+static uint64_t min_rate(uint64_t a, uint64_t b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	return MIN(a, b);
+}
+
+static void apply(struct ratelimit *rl, uint64_t now)
+{
+	bucket_rate(&rl->global[RL_DOWN], rl->set[RL_DOWNLOAD], now);
+	bucket_rate(&rl->global[RL_UP], rl->set[RL_UPLOAD], now);
+	bucket_rate(&rl->cls[RL_DOWN][RL_LAN], rl->set[RL_LAN_DOWNLOAD], now);
+	bucket_rate(&rl->cls[RL_UP][RL_LAN], rl->set[RL_LAN_UPLOAD], now);
+	bucket_rate(&rl->cls[RL_DOWN][RL_WAN],
+		    min_rate(rl->set[RL_WAN_DOWNLOAD], rl->set[RL_WAN_WINDOW]), now);
+	bucket_rate(&rl->cls[RL_UP][RL_WAN],
+		    min_rate(rl->set[RL_WAN_UPLOAD], rl->set[RL_WAN_WINDOW]), now);
+}
+
+struct ratelimit *ratelimit_new(void)
+{
+	return xcalloc(1, sizeof(struct ratelimit));
+}
+
+void ratelimit_free(struct ratelimit *rl)
+{
+	free(rl);
+}
+
+int ratelimit_set(struct ratelimit *rl, enum ratelimit_which which, uint64_t bits_per_sec,
+		  uint64_t now)
+{
+	if ((unsigned)which >= RL__SETTINGS)
+		return ferry_errf(FERRY_EINVAL, "rate limit setting %d is unknown", (int)which);
+	if (bits_per_sec > RATELIMIT_MAX_RATE)
+		return ferry_errf(FERRY_EINVAL, "%s rate %llu bit/s is above the limit of %llu",
+				  names[which], (unsigned long long)bits_per_sec,
+				  (unsigned long long)RATELIMIT_MAX_RATE);
+	rl->set[which] = bits_per_sec;
+	apply(rl, now);
+	return 0;
+}
+
+uint64_t ratelimit_get(const struct ratelimit *rl, enum ratelimit_which which)
+{
+	return (unsigned)which < RL__SETTINGS ? rl->set[which] : 0;
+}
+
+uint64_t ratelimit_effective(const struct ratelimit *rl, enum ratelimit_dir dir,
+			     enum ratelimit_class cls)
+{
+	return min_rate(rl->global[dir & 1].rate, rl->cls[dir & 1][cls & 1].rate);
+}
+
+/* ms until b is out of debt (0 if it is not in debt). */
+static uint64_t debt_wait(const struct bucket *b)
+{
+	if (!b->rate || b->tokens >= 0)
+		return 0;
+	return ((uint64_t)-b->tokens + b->rate - 1) / b->rate;
+}
+
+static void take(struct bucket *b, uint64_t bytes)
+{
+	if (b->rate)
+		b->tokens -= (int64_t)(bytes * UNITS_PER_BYTE);
+}
+
+static void refill_both(struct ratelimit *rl, enum ratelimit_dir dir, enum ratelimit_class cls,
+			uint64_t now)
+{
+	refill(&rl->global[dir & 1], now);
+	refill(&rl->cls[dir & 1][cls & 1], now);
+}
+
+static uint64_t pending(const struct ratelimit *rl, enum ratelimit_dir dir,
+			enum ratelimit_class cls)
+{
+	return MAX(debt_wait(&rl->global[dir & 1]), debt_wait(&rl->cls[dir & 1][cls & 1]));
+}
+
+static void consume(struct ratelimit *rl, enum ratelimit_dir dir, enum ratelimit_class cls,
+		    uint64_t bytes)
+{
+	bytes = MIN(bytes, RATELIMIT_MAX_BYTES);
+	take(&rl->global[dir & 1], bytes);
+	take(&rl->cls[dir & 1][cls & 1], bytes);
+	rl->bytes[dir & 1][cls & 1] += bytes;
+}
+
+uint64_t ratelimit_take(struct ratelimit *rl, enum ratelimit_dir dir, enum ratelimit_class cls,
+			uint64_t bytes, uint64_t now)
+{
+	uint64_t wait;
+
+	/*
+	 * The bytes are booked even when the caller must wait: asking is
+	 * queueing, so callers are served in the order they asked, and one
+	 * that always asks first cannot starve the others.
+	 */
+	refill_both(rl, dir, cls, now);
+	wait = pending(rl, dir, cls);
+	consume(rl, dir, cls, bytes);
+	return wait;
+}
+
+uint64_t ratelimit_charge(struct ratelimit *rl, enum ratelimit_dir dir, enum ratelimit_class cls,
+			  uint64_t bytes, uint64_t now)
+{
+	refill_both(rl, dir, cls, now);
+	consume(rl, dir, cls, bytes);
+	return pending(rl, dir, cls);
+}
+
+uint64_t ratelimit_bytes(const struct ratelimit *rl, enum ratelimit_dir dir,
+			 enum ratelimit_class cls)
+{
+	return rl->bytes[dir & 1][cls & 1];
+}
+
+const char *ratelimit_name(enum ratelimit_which which)
+{
+	return (unsigned)which < RL__SETTINGS ? names[which] : NULL;
+}
+
+int ratelimit_by_name(const char *name)
+{
+	for (size_t i = 0; i < RL__SETTINGS; i++)
+		if (!strcmp(name, names[i]))
+			return (int)i;
+	return ferry_errf(FERRY_EINVAL,
+			  "'%s' is not a rate limit (download, upload, wan_download, wan_upload, "
+			  "lan_download, lan_upload, wan_window)",
+			  name);
+}
