@@ -9,12 +9,14 @@
 #ifndef FERRY_FUZZ_H
 #define FERRY_FUZZ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/manifest.h"
 #include "ferry/nodekey.h"
 #include "ferry/session.h"
 
@@ -118,6 +120,17 @@ static inline void fuzz_nodekey(struct nodekey *k, enum fuzz_key which)
 	nodekey_derive_public(k);
 }
 
+/*
+ * The fixed publisher key: Ed25519 from the seed 01 02 .. 20, in libsodium's
+ * form (seed, then the public key), so fuzz_publisher_sk + 32 is the public key.
+ */
+static const uint8_t fuzz_publisher_sk[64] = {
+    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10,
+    0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x20,
+    0x79, 0xb5, 0x56, 0x2e, 0x8f, 0xe6, 0x54, 0xf9, 0x40, 0x78, 0xb1, 0x12, 0xe8, 0xa9, 0x8b, 0xa7,
+    0x90, 0x1f, 0x85, 0x3a, 0xe6, 0x95, 0xbe, 0xd7, 0xe0, 0xe3, 0x91, 0x0b, 0xad, 0x04, 0x96, 0x64,
+};
+
 /* Message 1's payload as a real initiator writes it: version 1, no flags, the time. */
 static inline void fuzz_msg1_payload(uint8_t p[12], uint64_t t)
 {
@@ -159,6 +172,90 @@ static inline struct session_hs *fuzz_hs_responder(void)
 	hs = session_hs_new(SESSION_RESPONDER, &k, netkey, FUZZ_NOW);
 	nodekey_wipe(&k);
 	return hs;
+}
+
+/*
+ * Our own reading of the manifest rules in docs/formats.md ("Manifests"), to
+ * check src/manifest.c against: model names, UTF-8 text without control
+ * characters (labels), and safe relative paths.
+ */
+static inline bool fuzz_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      (i > 0 && (c == '.' || c == '_' || c == '-'))))
+			return false;
+	}
+	return true;
+}
+
+/* Decode one UTF-8 sequence at p[0..n); its length, or 0 if it is not a valid one. */
+static inline size_t fuzz_utf8_one(const unsigned char *p, size_t n)
+{
+	uint32_t cp;
+	size_t k;
+
+	if (p[0] < 0x80)
+		return 1;
+	if ((p[0] & 0xe0) == 0xc0)
+		k = 2, cp = p[0] & 0x1f;
+	else if ((p[0] & 0xf0) == 0xe0)
+		k = 3, cp = p[0] & 0x0f;
+	else if ((p[0] & 0xf8) == 0xf0)
+		k = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	if (n < k)
+		return 0;
+	for (size_t i = 1; i < k; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((k == 2 && cp < 0x80) || (k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000))
+		return 0; /* overlong */
+	if ((cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return k;
+}
+
+static inline bool fuzz_text_ok(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (size_t i = 0; i < n;) {
+		size_t k = fuzz_utf8_one(p + i, n - i);
+
+		if (k == 0 || p[i] < 0x20 || p[i] == 0x7f)
+			return false;
+		i += k;
+	}
+	return true;
+}
+
+static inline bool fuzz_path_ok(const char *s)
+{
+	size_t n = strlen(s), start = 0;
+
+	if (n == 0 || n > MANIFEST_PATH_MAX || s[0] == '/' || strchr(s, '\\') != NULL ||
+	    !fuzz_text_ok(s, n))
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && s[i] != '/')
+			continue;
+		if (i == start || i - start > MANIFEST_COMPONENT_MAX ||
+		    (i - start == 1 && s[start] == '.') ||
+		    (i - start == 2 && s[start] == '.' && s[start + 1] == '.'))
+			return false;
+		start = i + 1;
+	}
+	return true;
 }
 
 #endif

@@ -2,13 +2,17 @@
  * Fuzz the parsers of short text values that come from config files, the
  * command line and key files: sizes (parse_size), rates (parse_rate), hex
  * (hex_decode), node ids (nodekey_id_parse) and base64 keys
- * (fcrypto_b64_decode). The first byte picks the parser; the rest, up to its
+ * (fcrypto_b64_decode); and the checks of model names and file paths that
+ * come in manifests from peers and USB drives (manifest_name_check,
+ * manifest_path_check). The first byte picks the parser; the rest, up to its
  * first NUL, is the text.
  *
  * Decoders of one canonical form must give it back: what hex_decode and
  * nodekey_id_parse accept, hex_encode writes again (in lower case); what
  * fcrypto_b64_decode accepts, fcrypto_b64_encode writes again (less the
- * blanks around it).
+ * blanks around it). The name and path checks must agree with an
+ * implementation of the rules of our own (fuzz.h): a path that escapes its
+ * directory must never pass.
  */
 #include "config.h"
 
@@ -16,6 +20,7 @@
 
 #include "ferry/error.h"
 #include "ferry/fcrypto.h"
+#include "ferry/manifest.h"
 #include "ferry/util.h"
 #include "fuzz.h"
 
@@ -75,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(s != NULL);
 	memcpy(s, in.p, in.n);
 	s[in.n] = '\0';
-	switch (which % 6) {
+	switch (which % 8) {
 	case 0:
 		parse_size(s, &v);
 		break;
@@ -84,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 2:
 		/* Also ask for one byte more than the text holds: refused, not read past. */
-		check_hex(s, strlen(s) / 2 + which / 6 % 2);
+		check_hex(s, strlen(s) / 2 + which / 8 % 2);
 		break;
 	case 3:
 		if (nodekey_id_parse(pk, s) == 0)
@@ -93,8 +98,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 4:
 		check_b64(s, FERRY_PK_LEN);
 		break;
-	default:
+	case 5:
 		check_b64(s, FERRY_SK_LEN);
+		break;
+	case 6:
+		FUZZ_CHECK((manifest_name_check(s) == 0) == fuzz_name_ok(s));
+		break;
+	default:
+		FUZZ_CHECK((manifest_path_check(s) == 0) == fuzz_path_ok(s));
 		break;
 	}
 	free(s);

@@ -8,16 +8,18 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Only for a publisher key pair from a fixed seed, which fcrypto.h does not offer. */
-#include <sodium.h>
-
 #include "ferry/chunker.h"
+#include "ferry/codec.h"
+#include "ferry/config.h"
 #include "ferry/error.h"
 #include "ferry/fcrypto.h"
+#include "ferry/index.h"
+#include "ferry/manifest.h"
 #include "ferry/mpk.h"
 #include "ferry/util.h"
 #include "fuzz.h"
@@ -383,7 +385,7 @@ static void gen_frames(void)
 static void gen_keyfile(void)
 {
 	char *path = xasprintf("%s/.gen-netkey", top), *text;
-	uint8_t seed[32], pk[FERRY_PK_LEN], sk[FERRY_SK_LEN], key[32];
+	uint8_t key[32];
 	char hex[2 * NODEKEY_LEN + 1], b64[2 * FERRY_SK_LEN];
 	struct buf b = {0};
 	size_t len;
@@ -396,14 +398,12 @@ static void gen_keyfile(void)
 	put_str(&b, "\n");
 	save("keyfile", "node", &b);
 
-	/* A publisher key from a fixed seed, as fcrypto_publisher_key_write lays it out. */
-	fuzz_key(seed, FUZZ_NETKEY + 100);
-	crypto_sign_seed_keypair(pk, sk, seed);
+	/* The fixed publisher key, as fcrypto_publisher_key_write lays it out. */
 	put_u8(&b, 1);
 	put_str(&b, "ferry-publisher-key v1\n");
-	put_str(&b, fcrypto_b64_encode(b64, sk, sizeof(sk)));
+	put_str(&b, fcrypto_b64_encode(b64, fuzz_publisher_sk, FERRY_SK_LEN));
 	put_str(&b, "\npublic ");
-	put_str(&b, fcrypto_b64_encode(b64, pk, sizeof(pk)));
+	put_str(&b, fcrypto_b64_encode(b64, fuzz_publisher_sk + 32, FERRY_PK_LEN));
 	put_str(&b, "\n");
 	save("keyfile", "publisher", &b);
 
@@ -433,6 +433,9 @@ static void gen_text(void)
 	    {1, "rate-bytes", "100kbps"},
 	    {1, "rate-zero", "0"},
 	    {2, "hex", "00ff7Fa5"},
+	    {6, "name", "llama-3.1_8b"},
+	    {7, "path", "weights/caf\xc3\xa9/model-00001.safetensors"},
+	    {7, "path-up", "weights/../../etc/passwd"},
 	    {3, "node-id", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
 	};
 	uint8_t key[FERRY_SK_LEN];
@@ -455,6 +458,273 @@ static void gen_text(void)
 	save("text", "base64-64", &b);
 }
 
+/* Weights-like data: 2-byte elements whose high bytes take few values. */
+static void weights(uint8_t *p, size_t n, uint64_t seed)
+{
+	uint64_t s = seed;
+
+	for (size_t i = 0; i < n; i++)
+		p[i] = i % 2 ? (uint8_t)(0x3c + fuzz_rand(&s) % 4) : (uint8_t)(fuzz_rand(&s) >> 56);
+}
+
+static void gen_codec(void)
+{
+	static const char *const names[CODEC__COUNT] = {"raw", "zstd", "plane2", "plane4"};
+	struct codec_ctx *c = codec_ctx_new();
+	uint8_t raw[4096], enc[4096 + CODEC_HDR_LEN];
+	struct buf b = {0};
+	size_t len;
+
+	/* Mode 0: a chunk encoded with each codec, decoded into a buffer of its size. */
+	weights(raw, sizeof(raw), 5);
+	for (int tag = 0; tag < CODEC__COUNT; tag++) {
+		if (codec_encode_as(c, tag, raw, tag == CODEC_RAW ? 64 : sizeof(raw), enc, &len) !=
+		    0)
+			fatal("codec_encode_as %s", names[tag]);
+		put_u8(&b, 0);
+		put_u8(&b, 0);
+		put(&b, enc, len);
+		save("codec", names[tag], &b);
+	}
+	/* Mode 1: text to encode. */
+	put_u8(&b, 1);
+	put_str(&b, "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 4096}");
+	save("codec", "encode-text", &b);
+	/* Mode 2: a whole chunk of 2-byte elements with a noisy low byte, and of 4-byte ones. */
+	put_u8(&b, 2);
+	put_u24(&b, CHUNK_MAX_SIZE);
+	put_u8(&b, 1 | 1 << 1);
+	put_str(&b, "\x3c\x3d\x3c\xbc\x3d\x3c");
+	save("codec", "shaped-2", &b);
+	put_u8(&b, 2);
+	put_u24(&b, 100003);
+	put_u8(&b, 0 | 3 << 1);
+	put_str(&b, "\x00\x00\x80\x3f\x00\x00\x00\x40");
+	save("codec", "shaped-4", &b);
+	codec_ctx_free(c);
+}
+
+/* A manifest of the fixed publisher with three files. Strings are static. */
+static void sample_manifest(struct manifest *m, struct manifest_file files[3],
+			    uint8_t pieces[2][32])
+{
+	memset(m, 0, sizeof(*m));
+	memset(files, 0, 3 * sizeof(files[0]));
+	m->format = MANIFEST_FORMAT;
+	m->name = "llama-3-8b";
+	m->version = 3;
+	m->label = "bf16, 2026-01";
+	m->created = FUZZ_NOW;
+	memcpy(m->publisher, fuzz_publisher_sk + 32, 32);
+	m->nfiles = 3;
+	m->files = files;
+	files[0].path = "config.json";
+	files[0].size = 654;
+	files[0].mode = 0644;
+	files[0].npieces = 1;
+	files[0].pieces = &pieces[0];
+	files[1].path = "weights/model-00001.safetensors";
+	files[1].size = 5000000000ull;
+	files[1].mode = 0644;
+	files[1].npieces = 1;
+	files[1].pieces = &pieces[1];
+	files[2].path = "weights/EMPTY";
+	files[2].mode = 0600;
+	memset(files[0].sha256, 0xa1, 32);
+	memset(files[1].sha256, 0xb2, 32);
+	memset(pieces[0], 0xc3, 32);
+	memset(pieces[1], 0xd4, 32);
+}
+
+static uint8_t *sample_body(size_t *len)
+{
+	struct manifest m;
+	struct manifest_file files[3];
+	uint8_t pieces[2][32], *body;
+
+	sample_manifest(&m, files, pieces);
+	if (manifest_encode(&m, &body, len) != 0)
+		fatal("manifest_encode: %s", ferry_errmsg(FERRY_EINVAL));
+	return body;
+}
+
+static void gen_manifest(void)
+{
+	uint8_t *body, *sealed, sig[64], id[32];
+	size_t len, n;
+	struct buf b = {0};
+	struct mpk_w w;
+
+	body = sample_body(&len);
+	put_u8(&b, 0);
+	put(&b, body, len);
+	save("manifest", "body", &b);
+	put_u8(&b, 2);
+	put(&b, body, len);
+	save("manifest", "sign", &b);
+	if (manifest_sign(body, len, fuzz_publisher_sk, sig) != 0 ||
+	    manifest_seal(body, len, sig, &sealed, &n) != 0)
+		fatal("manifest_sign");
+	put_u8(&b, 1);
+	put(&b, sealed, n);
+	save("manifest", "signed", &b);
+	free(sealed);
+	free(body);
+
+	/* Keys in another order, and keys of a later format to skip. */
+	memset(id, 0x42, sizeof(id));
+	mpk_w_init(&w);
+	mpk_w_map(&w, 9);
+	mpk_w_cstr(&w, "files");
+	mpk_w_array(&w, 1);
+	mpk_w_map(&w, 6);
+	mpk_w_cstr(&w, "index");
+	mpk_w_array(&w, 1);
+	mpk_w_bin(&w, id, 32);
+	mpk_w_cstr(&w, "path");
+	mpk_w_cstr(&w, "tokenizer/vocab.txt");
+	mpk_w_cstr(&w, "future");
+	mpk_w_map(&w, 1);
+	mpk_w_cstr(&w, "a");
+	mpk_w_array(&w, 2);
+	mpk_w_nil(&w);
+	mpk_w_double(&w, 1.5);
+	mpk_w_cstr(&w, "size");
+	mpk_w_uint(&w, 1);
+	mpk_w_cstr(&w, "mode");
+	mpk_w_uint(&w, 0100755);
+	mpk_w_cstr(&w, "sha256");
+	mpk_w_bin(&w, id, 32);
+	mpk_w_cstr(&w, "publisher");
+	mpk_w_bin(&w, fuzz_publisher_sk + 32, 32);
+	mpk_w_cstr(&w, "created");
+	mpk_w_int(&w, -5);
+	mpk_w_cstr(&w, "version");
+	mpk_w_uint(&w, 1);
+	mpk_w_cstr(&w, "name");
+	mpk_w_cstr(&w, "whisper.small_en");
+	mpk_w_cstr(&w, "label");
+	mpk_w_str(&w, "caf\xc3\xa9", 5);
+	mpk_w_cstr(&w, "x-note");
+	mpk_w_bin(&w, id, 3);
+	mpk_w_cstr(&w, "format");
+	mpk_w_uint(&w, 1);
+	mpk_w_cstr(&w, "x-later");
+	mpk_w_bool(&w, true);
+	if (mpk_w_take(&w, &body, &len) != 0)
+		fatal("mpk writer failed");
+	put_u8(&b, 2);
+	put(&b, body, len);
+	save("manifest", "unknown-keys", &b);
+	free(body);
+}
+
+static void gen_index(void)
+{
+	struct chunk_ref refs[3];
+	struct index_piece *pieces;
+	size_t npieces;
+	struct buf b = {0};
+
+	for (int i = 0; i < 3; i++) {
+		memset(refs[i].id, 0x10 * (i + 1), 32);
+		refs[i].codec = (uint8_t)i;
+		refs[i].raw_len = i == 2 ? CHUNK_MAX_SIZE : 262144;
+		refs[i].enc_len = i == 0 ? 262144 + CODEC_HDR_LEN : 200000;
+	}
+	if (index_encode(refs, 3, &pieces, &npieces) != 0 || npieces != 1)
+		fatal("index_encode");
+	put_u8(&b, 0);
+	put(&b, pieces[0].bytes, pieces[0].len);
+	save("index", "piece", &b);
+	/* Mode 1: the entries again, used in turn to fill one full piece and part of another. */
+	put_u8(&b, 1);
+	put_u16(&b, INDEX_PIECE_ENTRIES + 3);
+	put(&b, pieces[0].bytes + INDEX_HDR_LEN, pieces[0].len - INDEX_HDR_LEN);
+	save("index", "entries", &b);
+	index_pieces_free(pieces, npieces);
+}
+
+static void gen_config(void)
+{
+	static const char design[] =
+	    "[node]\n"
+	    "state_dir = /var/lib/ferry\n"
+	    "socket = /run/ferry/ferryd.sock\n"
+	    "socket_group = ferry\n"
+	    "listen = 0.0.0.0:7440          ; \"off\" for a node that only dials out\n"
+	    "site = clinic-a\n"
+	    "network_key_file = /etc/ferry/network.key\n"
+	    "min_free_space = 2G            ; never fill the disk past this\n"
+	    "metrics_textfile =\n"
+	    "[peers]\n"
+	    "peer = hq.example.org:7440     ; repeatable\n"
+	    "peer = [fd00::1]:7441\n"
+	    "lan_discovery = on\n"
+	    "[trust]\n"
+	    "publisher = ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ=\n"
+	    "[models]\n"
+	    "want = *\n"
+	    "want = whisper-*\n"
+	    "keep_versions = 2\n"
+	    "auto_activate = on\n"
+	    "on_activate = systemctl restart inference\n"
+	    "cache_quota = 0\n"
+	    "[limits]\n"
+	    "download_rate = 0\n"
+	    "upload_rate = 500kbit\n"
+	    "wan_download_rate = 4mbit\n"
+	    "wan_upload_rate = 0\n"
+	    "wan_window = mon-fri 08:00-18:00 1mbit\n"
+	    "wan_window = daily 22:00-06:00 0\n";
+	struct config *c = config_default();
+	struct buf b = {0};
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	put_str(&b, design);
+	save("config", "design", &b);
+	if (f == NULL)
+		fatal("open_memstream: %s", strerror(errno));
+	config_print(c, f);
+	fclose(f);
+	put(&b, text, len);
+	save("config", "defaults", &b);
+	free(text);
+	config_free(c);
+}
+
+/* One catalog step: flags, version, label. */
+static void step(struct buf *b, uint8_t flags, uint8_t version, char label)
+{
+	put_u8(b, flags);
+	put_u8(b, version);
+	put_u8(b, (uint8_t)label);
+}
+
+static void gen_catalog(void)
+{
+	struct buf b = {0};
+	uint8_t *body;
+	size_t len;
+
+	body = sample_body(&len);
+	put_u16(&b, (uint16_t)len);
+	put(&b, body, len);
+	step(&b, 0, 1, 'a');
+	step(&b, 0, 3, 'b');
+	step(&b, 0, 2, 'c'); /* below the mark: refused */
+	step(&b, 1, 2, 'c'); /* asked for: stored, older */
+	step(&b, 0, 3, 'd'); /* same version, another hash */
+	step(&b, 0, 3, 'e');
+	step(&b, 0, 3, 'b'); /* known, or the loser of the hash comparison */
+	step(&b, 2, 1, 'a'); /* another model */
+	step(&b, 4, 0, 0);   /* the body as it is */
+	save("catalog", "steps", &b);
+	free(body);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -472,5 +742,10 @@ int main(int argc, char **argv)
 	gen_frames();
 	gen_keyfile();
 	gen_text();
+	gen_codec();
+	gen_manifest();
+	gen_index();
+	gen_config();
+	gen_catalog();
 	return 0;
 }
