@@ -22,6 +22,7 @@
 #include "ferry/manifest.h"
 #include "ferry/mpk.h"
 #include "ferry/util.h"
+#include "ferry/wire.h"
 #include "fuzz.h"
 
 static const char *top;
@@ -725,6 +726,133 @@ static void gen_catalog(void)
 	free(body);
 }
 
+static void save_wire(const char *name, const struct wire_msg *m)
+{
+	struct buf b = {0};
+
+	if (wire_encode(m, &b.p, &b.len) != 0)
+		fatal("wire_encode %s: %s", name, ferry_errmsg(FERRY_EINVAL));
+	save("wire", name, &b);
+}
+
+static void gen_wire(void)
+{
+	static const uint8_t bitmap[] = {0xff, 0x0f, 0x00, 0x21};
+	struct wire_digest_entry digest[2];
+	struct wire_peer_entry peers[2];
+	uint32_t positions[3] = {0, 7, 4095};
+	uint8_t *body, sig[64], *sealed;
+	struct wire_msg m;
+	size_t len, n;
+
+	memset(&m, 0, sizeof(m));
+	m.type = WIRE_HELLO;
+	m.hello.version_min = WIRE_VERSION_MIN;
+	m.hello.version_max = WIRE_VERSION;
+	snprintf(m.hello.site, sizeof(m.hello.site), "clinic-a");
+	m.hello.listen_port = 7440;
+	snprintf(m.hello.software, sizeof(m.hello.software), "ferry 0.1.0");
+	m.hello.uptime_s = 86400;
+	save_wire("hello", &m);
+
+	memset(&m, 0, sizeof(m));
+	memset(digest, 0, sizeof(digest));
+	m.type = WIRE_DIGEST;
+	m.digest.more = true;
+	m.digest.n = 2;
+	m.digest.entries = digest;
+	snprintf(digest[0].name, sizeof(digest[0].name), "llama-3-8b");
+	digest[0].version = 3;
+	memset(digest[0].hash, 0x33, 32);
+	snprintf(digest[1].name, sizeof(digest[1].name), "whisper");
+	digest[1].version = 12;
+	memset(digest[1].hash, 0x44, 32);
+	save_wire("digest", &m);
+
+	memset(&m, 0, sizeof(m));
+	m.type = WIRE_MANIFEST_REQ;
+	snprintf(m.manifest_req.name, sizeof(m.manifest_req.name), "llama-3-8b");
+	m.manifest_req.version = 3;
+	save_wire("manifest-req", &m);
+
+	body = sample_body(&len);
+	if (manifest_sign(body, len, fuzz_publisher_sk, sig) != 0 ||
+	    manifest_seal(body, len, sig, &sealed, &n) != 0)
+		fatal("manifest_sign");
+	memset(&m, 0, sizeof(m));
+	m.type = WIRE_MANIFEST;
+	m.manifest.bytes = sealed;
+	m.manifest.len = n;
+	save_wire("manifest", &m);
+	free(sealed);
+	free(body);
+
+	memset(&m, 0, sizeof(m));
+	m.type = WIRE_HAVE;
+	snprintf(m.have.name, sizeof(m.have.name), "llama-3-8b");
+	m.have.version = 3;
+	m.have.nchunks = 30;
+	m.have.first = 0;
+	m.have.bitmap = bitmap;
+	m.have.bitmap_len = sizeof(bitmap);
+	save_wire("have", &m);
+	m.have.complete = true;
+	m.have.bitmap = NULL;
+	m.have.bitmap_len = 0;
+	save_wire("have-complete", &m);
+
+	memset(&m, 0, sizeof(m));
+	m.type = WIRE_HAVE_ADD;
+	snprintf(m.have_add.name, sizeof(m.have_add.name), "llama-3-8b");
+	m.have_add.version = 3;
+	m.have_add.n = 3;
+	m.have_add.positions = positions;
+	save_wire("have-add", &m);
+
+	memset(&m, 0, sizeof(m));
+	m.type = WIRE_CHUNK_REQ;
+	m.chunk_req.req = 17;
+	memset(m.chunk_req.id, 0x55, 32);
+	m.chunk_req.offset = 61440;
+	save_wire("chunk-req", &m);
+
+	memset(&m, 0, sizeof(m));
+	m.type = WIRE_CHUNK_DATA;
+	m.chunk_data.req = 17;
+	m.chunk_data.offset = 61440;
+	m.chunk_data.total = 200000;
+	m.chunk_data.data = (const uint8_t *)"encoded chunk bytes";
+	m.chunk_data.len = 19;
+	save_wire("chunk-data", &m);
+
+	memset(&m, 0, sizeof(m));
+	m.type = WIRE_CHUNK_NONE;
+	m.chunk_none.req = 17;
+	save_wire("chunk-none", &m);
+	m.type = WIRE_CANCEL;
+	save_wire("cancel", &m);
+
+	memset(&m, 0, sizeof(m));
+	m.type = WIRE_PING;
+	m.ping.nonce = 0x0123456789abcdefull;
+	m.ping.stamp = 1767225600123ull;
+	save_wire("ping", &m);
+	m.type = WIRE_PONG;
+	save_wire("pong", &m);
+
+	memset(&m, 0, sizeof(m));
+	memset(peers, 0, sizeof(peers));
+	m.type = WIRE_PEERS;
+	m.peers.n = 2;
+	m.peers.entries = peers;
+	memset(peers[0].id, 0x66, 32);
+	snprintf(peers[0].addr, sizeof(peers[0].addr), "hq.example.org:7440");
+	memset(peers[1].id, 0x77, 32);
+	snprintf(peers[1].addr, sizeof(peers[1].addr), "[fd00::1]:7440");
+	snprintf(peers[1].site, sizeof(peers[1].site), "clinic-a");
+	save_wire("peers", &m);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -747,5 +875,6 @@ int main(int argc, char **argv)
 	gen_index();
 	gen_config();
 	gen_catalog();
+	gen_wire();
 	return 0;
 }
