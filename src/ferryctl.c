@@ -35,46 +35,10 @@
 #include "ferry/publish.h"
 #include "ferry/store.h"
 #include "ferry/util.h"
+#include "ferryctl.h"
 
-#define EXIT_USAGE     2
-#define MAX_POS	       4
-#define MAX_OPTS       4
 #define TRUST_FILE     "trust"
 #define TRUST_FILE_MAX (1024u * 1024u)
-
-enum cmd_kind { CMD_READ, CMD_WRITE, CMD_LOCAL };
-
-struct opt_spec {
-	const char *name; /* without the leading "--" */
-	const char *arg;  /* NULL for a flag */
-	bool required;
-};
-
-struct ctl;
-
-struct cmd {
-	const char *name;
-	enum cmd_kind kind;
-	int (*fn)(struct ctl *c);
-	const char *usage;	      /* the arguments, after the command name */
-	const char *help;	      /* one line */
-	const char *pos[MAX_POS + 1]; /* positional argument names */
-	int npos_min;
-	struct opt_spec opts[MAX_OPTS + 1];
-};
-
-struct ctl {
-	const struct cmd *cmd;
-	const char *socket;
-	const char *store_dir;
-	bool json;
-	uint8_t (*trust)[32]; /* --trust keys */
-	size_t ntrust;
-	const char *pos[MAX_POS];
-	int npos;
-	const char *opt[MAX_OPTS]; /* values, or "" for a flag given; NULL if absent */
-	struct ctl_out *out;
-};
 
 /* ---- messages ---------------------------------------------------------- */
 
@@ -85,9 +49,7 @@ static void usage_line(FILE *f, const struct cmd *cmd)
 }
 
 /* A usage error: the message, the command's usage line, exit status 2. */
-static int usage_err(const struct cmd *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int usage_err(const struct cmd *cmd, const char *fmt, ...)
+int usage_err(const struct cmd *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -108,7 +70,7 @@ static int usage_err(const struct cmd *cmd, const char *fmt, ...)
 }
 
 /* A failed command: "ferryctl: CMD: detail", exit status 1. */
-static int fail(const struct ctl *c, int code)
+int fail(const struct ctl *c, int code)
 {
 	fprintf(stderr, "ferryctl: %s: %s\n", c->cmd->name, ferry_errmsg(code));
 	return 1;
@@ -116,7 +78,7 @@ static int fail(const struct ctl *c, int code)
 
 /* ---- stores and trust -------------------------------------------------- */
 
-static int ctl_store_open(struct ctl *c, unsigned flags, struct store **st)
+int ctl_store_open(struct ctl *c, unsigned flags, struct store **st)
 {
 	int r;
 
@@ -152,7 +114,7 @@ static void trust_add(struct trust *t, const uint8_t key[32])
  * The trust list of a --store command: DIR/trust, then --trust keys.
  * *in_file (if not NULL) is the number of keys that came from the file.
  */
-static int trust_load(const struct ctl *c, struct trust *t, size_t *in_file)
+int trust_load(const struct ctl *c, struct trust *t, size_t *in_file)
 {
 	char *path = xasprintf("%s/%s", c->store_dir, TRUST_FILE);
 	char *text = NULL, *line, *save = NULL;
@@ -710,6 +672,28 @@ static const struct cmd commands[] = {
      .fn = cmd_gc,
      .usage = "",
      .help = "drop the chunks that no stored manifest references"},
+    {.name = "bundle",
+     .kind = CMD_READ,
+     .fn = cmd_bundle,
+     .usage = "create --out DIR [--have FILE] [--pack-size SIZE] NAME[@VERSION]...",
+     .help = "write DIR/ferry-bundle/ for sideloading; with --have, only what that node lacks",
+     .pos = {"create", "NAME[@VERSION]..."},
+     .npos_min = 2,
+     .opts = {{"out", "DIR", true}, {"have", "FILE", false}, {"pack-size", "SIZE", false}}},
+    {.name = "sideload",
+     .kind = CMD_WRITE,
+     .fn = cmd_sideload,
+     .usage = "DIR",
+     .help = "import DIR/ferry-bundle/ after verifying every signature and chunk",
+     .pos = {"DIR"},
+     .npos_min = 1,
+     .stream = true},
+    {.name = "have",
+     .kind = CMD_READ,
+     .fn = cmd_have,
+     .usage = "--out FILE",
+     .help = "write what this node holds to FILE, for a delta bundle made elsewhere",
+     .opts = {{"out", "FILE", true}}},
     {.name = "help",
      .kind = CMD_LOCAL,
      .fn = cmd_help,
@@ -871,7 +855,15 @@ static int parse_args(struct ctl *c, int argc, char **argv)
 			if (c->cmd == NULL)
 				return usage_err(NULL, "unknown command '%s'", arg);
 		} else {
-			if (c->npos == MAX_POS || c->cmd->pos[c->npos] == NULL)
+			int last = 0;
+			bool more;
+
+			while (c->cmd->pos[last] != NULL)
+				last++;
+			/* A last positional named "X..." takes every argument left. */
+			more = last > 0 && strstr(c->cmd->pos[last - 1], "...") != NULL;
+
+			if (c->npos == MAX_POS || (c->npos >= last && !more))
 				return usage_err(c->cmd, "unexpected argument '%s'", arg);
 			c->pos[c->npos++] = arg;
 		}
@@ -901,7 +893,8 @@ int main(int argc, char **argv)
 	r = parse_args(&c, argc, argv);
 	if (r > 0)
 		goto out;
-	c.out = ctl_out_new(c.json ? CTL_OUT_JSON : CTL_OUT_TEXT, stdout);
+	if (!(c.json && c.cmd->stream))
+		c.out = ctl_out_new(c.json ? CTL_OUT_JSON : CTL_OUT_TEXT, stdout);
 	if (r < 0 || c.cmd->kind == CMD_LOCAL || c.store_dir != NULL) {
 		r = c.cmd->fn(&c);
 	} else {
