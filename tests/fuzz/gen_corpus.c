@@ -9,18 +9,25 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ferry/bundle.h"
+#include "ferry/catalog.h"
 #include "ferry/chunker.h"
 #include "ferry/codec.h"
 #include "ferry/config.h"
+#include "ferry/discovery.h"
 #include "ferry/error.h"
 #include "ferry/fcrypto.h"
+#include "ferry/have.h"
 #include "ferry/index.h"
 #include "ferry/manifest.h"
 #include "ferry/mpk.h"
+#include "ferry/publish.h"
+#include "ferry/store.h"
 #include "ferry/util.h"
 #include "ferry/wire.h"
 #include "fuzz.h"
@@ -853,6 +860,243 @@ static void gen_wire(void)
 	save_wire("peers", &m);
 }
 
+/* Copy one msgpack value from r to w, with a top-level "created" set to FUZZ_NOW. */
+static void copy_value(struct mpk_r *r, struct mpk_w *w, int depth)
+{
+	const uint8_t *p;
+	const char *str;
+	uint32_t n;
+	uint64_t u;
+	int64_t i;
+	bool b;
+	size_t len;
+
+	switch (mpk_r_peek(r)) {
+	case MPK_MAP:
+		mpk_r_map(r, &n);
+		mpk_w_map(w, n);
+		for (uint32_t k = 0; k < n; k++) {
+			mpk_r_str(r, &str, &len);
+			mpk_w_str(w, str, len);
+			if (depth == 0 && len == 7 && memcmp(str, "created", 7) == 0) {
+				mpk_r_skip(r);
+				mpk_w_int(w, FUZZ_NOW);
+			} else {
+				copy_value(r, w, depth + 1);
+			}
+		}
+		break;
+	case MPK_ARRAY:
+		mpk_r_array(r, &n);
+		mpk_w_array(w, n);
+		for (uint32_t k = 0; k < n; k++)
+			copy_value(r, w, depth + 1);
+		break;
+	case MPK_UINT:
+		mpk_r_uint(r, &u);
+		mpk_w_uint(w, u);
+		break;
+	case MPK_INT:
+		mpk_r_int(r, &i);
+		mpk_w_int(w, i);
+		break;
+	case MPK_BOOL:
+		mpk_r_bool(r, &b);
+		mpk_w_bool(w, b);
+		break;
+	case MPK_STR:
+		mpk_r_str(r, &str, &len);
+		mpk_w_str(w, str, len);
+		break;
+	case MPK_BIN:
+		mpk_r_bin(r, &p, &len);
+		mpk_w_bin(w, p, len);
+		break;
+	default:
+		fatal("copy_value: unexpected msgpack type");
+	}
+}
+
+/* A file's bytes, with its top-level "created" pinned so that the seed is the same every run. */
+static void slurp_pinned(const char *path, struct buf *out)
+{
+	struct mpk_r r;
+	struct mpk_w w;
+	char *text;
+	size_t len;
+
+	if (read_file(path, 1 << 20, &text, &len) != 0)
+		fatal("%s: %s", path, ferry_errmsg(FERRY_EIO));
+	mpk_r_init(&r, text, len);
+	mpk_w_init(&w);
+	copy_value(&r, &w, 0);
+	if (mpk_r_done(&r) != 0 || mpk_w_take(&w, &out->p, &out->len) != 0)
+		fatal("%s: not the msgpack expected", path);
+	free(text);
+}
+
+/* One file of a fuzz_bundle input: kind, number, u16 length, contents. */
+static void bundle_file(struct buf *b, uint8_t kind, uint8_t num, const char *path, bool pin)
+{
+	struct buf f = {0};
+	char *text;
+
+	if (pin) {
+		slurp_pinned(path, &f);
+	} else {
+		if (read_file(path, 1 << 20, &text, &f.len) != 0)
+			fatal("%s: %s", path, ferry_errmsg(FERRY_EIO));
+		f.p = (uint8_t *)text;
+	}
+	if (f.len > UINT16_MAX)
+		fatal("%s: too large for a seed", path);
+	put_u8(b, kind);
+	put_u8(b, num);
+	put_u16(b, (uint16_t)f.len);
+	put(b, f.p, f.len);
+	free(f.p);
+}
+
+/* A store holding one small published model, and a bundle and have-file of it. */
+static void gen_sideload(void)
+{
+	char tmp[] = "/tmp/ferry-gen-corpus-XXXXXX";
+	char *model, *state, *media, *path;
+	struct publish_opts po = {
+	    .name = "tiny-model", .version = 2, .label = "seed", .threads = 1, .created = FUZZ_NOW};
+	struct bundle_ref ref = {"tiny-model", 2};
+	struct bundle_create_opts bo = {0};
+	uint8_t data[6000], *body, sig[64], *sealed;
+	size_t len, n;
+	struct buf b = {0};
+	struct store *st;
+	int dfd, fd;
+
+	if (mkdtemp(tmp) == NULL)
+		fatal("mkdtemp: %s", strerror(errno));
+	model = xasprintf("%s/model", tmp);
+	state = xasprintf("%s/state", tmp);
+	media = xasprintf("%s/media", tmp);
+	if (mkdir(model, 0755) != 0 || mkdir(media, 0755) != 0)
+		fatal("mkdir: %s", strerror(errno));
+	weights(data, sizeof(data), 11);
+	path = xasprintf("%s/weights.bin", model);
+	put(&b, data, sizeof(data));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write_full(fd, b.p, b.len) != 0 || close(fd) != 0)
+		fatal("%s: %s", path, strerror(errno));
+	free(b.p);
+	b.p = NULL;
+	b.len = 0;
+	free(path);
+
+	memcpy(po.publisher, fuzz_publisher_sk + 32, 32);
+	if (store_open(state, STORE_CREATE, &st) != 0)
+		fatal("store_open: %s", ferry_errmsg(FERRY_EIO));
+	dfd = open(model, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || publish_ingest(st, dfd, &po, &body, &len, NULL) != 0)
+		fatal("publish_ingest: %s", ferry_errmsg(FERRY_EIO));
+	close(dfd);
+	if (manifest_sign(body, len, fuzz_publisher_sk, sig) != 0 ||
+	    manifest_seal(body, len, sig, &sealed, &n) != 0)
+		fatal("manifest_sign");
+	{
+		struct trust t = {1, (uint8_t(*)[32])(fuzz_publisher_sk + 32)};
+
+		if (catalog_accept(st, &t, sealed, n, 0, NULL) < 0)
+			fatal("catalog_accept: %s", ferry_errmsg(FERRY_EINVAL));
+		dfd = open(media, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || bundle_create(st, &t, dfd, &ref, 1, NULL, &bo, NULL) != 0)
+			fatal("bundle_create: %s", ferry_errmsg(FERRY_EIO));
+		close(dfd);
+	}
+	free(body);
+	free(sealed);
+
+	/* The have-file of the store. */
+	path = xasprintf("%s/have", tmp);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || have_write(st, fd, NULL, NULL) != 0 || close(fd) != 0)
+		fatal("have_write: %s", ferry_errmsg(FERRY_EIO));
+	slurp_pinned(path, &b);
+	save("have", "have", &b);
+	unlink(path);
+	free(path);
+	store_close(st);
+
+	/* The bundle as fuzz_bundle's input: plain files, then the same as links. */
+	for (int links = 0; links < 2; links++) {
+		put_u8(&b, (uint8_t)links);
+		path = xasprintf("%s/" BUNDLE_DIR "/bundle.rec", media);
+		bundle_file(&b, 0, 0, path, true);
+		free(path);
+		path = xasprintf("%s/" BUNDLE_DIR "/manifest-0001.fm", media);
+		bundle_file(&b, 1, 1, path, false);
+		free(path);
+		path = xasprintf("%s/" BUNDLE_DIR "/pack-0001.dat", media);
+		bundle_file(&b, 2, 1, path, false);
+		free(path);
+		path = xasprintf("%s/" BUNDLE_DIR "/pack-0001.idx", media);
+		bundle_file(&b, 3, 1, path, false);
+		free(path);
+		save("bundle", links ? "links" : "bundle", &b);
+	}
+	path = xasprintf("rm -rf '%s'", tmp);
+	if (system(path) != 0)
+		fatal("%s failed", path);
+	free(path);
+	free(model);
+	free(state);
+	free(media);
+}
+
+/* Beacon bytes 0..128 as discovery.h lays them out. */
+static void beacon_fields(uint8_t f[128], const char *site)
+{
+	uint64_t t = FUZZ_NOW + 5;
+
+	memset(f, 0, 128);
+	memcpy(f, "FLAN", 4);
+	f[4] = DISCOVERY_VERSION;
+	f[6] = 7440 >> 8;
+	f[7] = 7440 & 0xff;
+	for (int i = 0; i < 8; i++)
+		f[8 + i] = (uint8_t)(t >> (56 - 8 * i));
+	fuzz_key(f + 16, FUZZ_STATIC_I);
+	f[48] = (uint8_t)strlen(site);
+	memcpy(f + 49, site, strlen(site));
+	memset(f + 113, 0x5a, 8);
+}
+
+static void gen_discovery(void)
+{
+	uint8_t netkey[32], key[32], f[128], buf[32 + 128], mac[32];
+	struct buf b = {0};
+
+	fuzz_key(netkey, FUZZ_NETKEY);
+	discovery_key(key, netkey);
+	beacon_fields(f, "clinic-a");
+	/* Mode 0: a whole beacon, its MAC made as discovery.h says. */
+	memcpy(buf, key, 32);
+	memcpy(buf + 32, f, 128);
+	fcrypto_id(mac, buf, sizeof(buf));
+	put_u8(&b, 0);
+	put(&b, f, sizeof(f));
+	put(&b, mac, 16);
+	save("discovery", "beacon", &b);
+	/* Mode 1: the fields, authenticated by the harness. */
+	put_u8(&b, 1);
+	put_u8(&b, 0);
+	put(&b, f, sizeof(f));
+	save("discovery", "fields", &b);
+	f[5] = 1; /* a reply */
+	f[48] = 0;
+	put_u8(&b, 1);
+	put_u8(&b, 1);
+	put(&b, f, sizeof(f));
+	save("discovery", "fields-reply", &b);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -876,5 +1120,7 @@ int main(int argc, char **argv)
 	gen_config();
 	gen_catalog();
 	gen_wire();
+	gen_sideload();
+	gen_discovery();
 	return 0;
 }
