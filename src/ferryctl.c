@@ -3,10 +3,12 @@
  *
  * One table (commands[]) drives option parsing, dispatch, `ferryctl help`
  * and usage errors. Each command is read, write or local: read and write
- * commands reach a store (for now only with --store DIR; the daemon socket
- * comes later), local ones need neither. Output goes through ctl_out, as
- * text or, with --json, as one JSON document. Exit status: 0 success,
- * 1 failure, 2 usage error.
+ * commands go to the running ferryd through its control socket (the
+ * `daemon` function, ctl_client.h), or with --store DIR work on a store
+ * directly (the `fn` function); local ones need neither. A command has one
+ * or both forms. Output goes through ctl_out, as text or, with --json, as
+ * one JSON document (fetch --wait --json: JSON Lines, one per update). Exit
+ * status: 0 success, 1 failure, 2 usage error.
  *
  * Trust with --store (the rule is in docs/ferryctl.1, "TRUST"): the store
  * directory's `trust` file lists the publishers it trusts, one base64 public
@@ -25,9 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ferry/catalog.h"
+#include "ferry/ctl.h"
+#include "ferry/ctl_client.h"
 #include "ferry/ctl_out.h"
 #include "ferry/error.h"
 #include "ferry/fcrypto.h"
@@ -37,6 +42,7 @@
 #include "ferry/util.h"
 #include "ferryctl.h"
 
+#define DEFAULT_SOCKET RUNSTATEDIR "/ferry/ferryd.sock"
 #define TRUST_FILE     "trust"
 #define TRUST_FILE_MAX (1024u * 1024u)
 
@@ -44,7 +50,13 @@
 
 static void usage_line(FILE *f, const struct cmd *cmd)
 {
-	fprintf(f, "usage: ferryctl [--store DIR] [--json] %s%s%s\n", cmd->name,
+	const char *where = "";
+
+	if (cmd->kind != CMD_LOCAL)
+		where = cmd->fn == NULL	      ? "[--socket PATH] "
+			: cmd->daemon == NULL ? "--store DIR "
+					      : "[--socket PATH | --store DIR] ";
+	fprintf(f, "usage: ferryctl %s[--json] %s%s%s\n", where, cmd->name,
 		cmd->usage[0] ? " " : "", cmd->usage);
 }
 
@@ -82,9 +94,6 @@ int ctl_store_open(struct ctl *c, unsigned flags, struct store **st)
 {
 	int r;
 
-	if (c->store_dir == NULL)
-		return ferry_errf(FERRY_ECONNREFUSED,
-				  "the daemon socket is not implemented yet; use --store DIR");
 	r = store_open(c->store_dir, flags, st);
 	if (r == FERRY_ELOCKED)
 		return ferry_errf(r,
@@ -624,6 +633,588 @@ static int cmd_gc(struct ctl *c)
 	return 0;
 }
 
+/* ---- through the daemon ------------------------------------------------ */
+
+static const char *socket_path(const struct ctl *c)
+{
+	return c->socket != NULL ? c->socket : DEFAULT_SOCKET;
+}
+
+/* One exchange with ferryd: the request (with fd if >= 0), then its replies. */
+static int daemon_call(const struct ctl *c, const struct ctl_request *req, int fd,
+		       ctl_client_data_fn *on_data, void *arg)
+{
+	struct ctl_client *cl = NULL;
+	int r;
+
+	r = ctl_client_connect(socket_path(c), &cl);
+	if (r == 0)
+		r = ctl_client_request(cl, req, fd);
+	if (r == 0)
+		r = ctl_client_replies(cl, on_data, arg);
+	ctl_client_free(cl);
+	return r;
+}
+
+/* Decode a data message that must be of kind; *mem owns its strings (free it). */
+static int daemon_record(const struct ctl_msg *m, enum ctl_data_kind kind, void *rec, char **mem)
+{
+	*mem = NULL;
+	if (m->kind != (int)kind)
+		return ferry_errf(FERRY_EPROTO, "ferryd sent a %s record where a %s was expected",
+				  m->kind ? ctl_data_kind_name(m->kind) : "unknown",
+				  ctl_data_kind_name(kind));
+	return ctl_data_decode(kind, m->data, m->data_len, rec, mem);
+}
+
+/* A rate: bits/s as a whole number in JSON, "3.2 Mbit/s" as text. */
+static void out_rate(struct ctl *c, const char *key, const char *label, double bps)
+{
+	char buf[32];
+
+	if (c->json)
+		ctl_out_uint(c->out, key, label, bps > 0 ? (uint64_t)(bps + 0.5) : 0);
+	else
+		ctl_out_str(c->out, key, label, fmt_rate(buf, sizeof(buf), bps));
+}
+
+/* "3d 04h", "2h 05m", "4m 10s", "12s". */
+static char *fmt_duration(char *buf, size_t cap, uint64_t s)
+{
+	if (s >= 86400)
+		snprintf(buf, cap, "%llud %02lluh", (unsigned long long)(s / 86400),
+			 (unsigned long long)(s / 3600 % 24));
+	else if (s >= 3600)
+		snprintf(buf, cap, "%lluh %02llum", (unsigned long long)(s / 3600),
+			 (unsigned long long)(s / 60 % 60));
+	else if (s >= 60)
+		snprintf(buf, cap, "%llum %02llus", (unsigned long long)(s / 60),
+			 (unsigned long long)(s % 60));
+	else
+		snprintf(buf, cap, "%llus", (unsigned long long)s);
+	return buf;
+}
+
+/* Text only: "1.0 MiB / 2.0 MiB" for bytes over the LAN and over the WAN. */
+static void out_lan_wan(struct ctl *c, const char *label, uint64_t lan, uint64_t wan)
+{
+	char a[32], b[32], *text;
+
+	text = xasprintf("%s / %s", fmt_bytes(a, sizeof(a), lan), fmt_bytes(b, sizeof(b), wan));
+	ctl_out_str(c->out, "", label, text);
+	free(text);
+}
+
+static int on_status(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
+{
+	struct ctl *c = arg;
+	const struct node_status *n;
+	struct ctl_status st;
+	char *mem, hex[65], buf[32];
+	const char *link;
+	int r;
+
+	(void)cl;
+	r = daemon_record(m, CTL_DATA_STATUS, &st, &mem);
+	if (r < 0) {
+		free(mem);
+		return r;
+	}
+	n = &st.node;
+	if (n->peers_connected > 0)
+		link = "up";
+	else if (n->peers_known > 0)
+		link = "down";
+	else
+		link = "no peers";
+	ctl_out_str(c->out, "node_id", "node id", hex_encode(hex, n->node_id, 32));
+	ctl_out_str(c->out, "site", "site",
+		    n->site && n->site[0] ? n->site
+		    : c->json		  ? ""
+					  : "(none)");
+	ctl_out_str(c->out, "ferryd_version", "ferryd", st.ferryd_version ? st.ferryd_version : "");
+	if (c->json)
+		ctl_out_uint(c->out, "uptime_s", "uptime", n->uptime_s);
+	else
+		ctl_out_str(c->out, "uptime_s", "uptime",
+			    fmt_duration(buf, sizeof(buf), n->uptime_s));
+	ctl_out_bytes(c->out, "store_bytes", "store", n->store_bytes);
+	ctl_out_uint(c->out, "store_chunks", "chunks", n->store_chunks);
+	ctl_out_bytes(c->out, "fs_free", "free space", n->fs_free);
+	ctl_out_bytes(c->out, "min_free_space", "kept free", n->min_free_space);
+	if (n->cache_quota == 0 && !c->json)
+		ctl_out_str(c->out, "cache_quota", "quota", "none");
+	else
+		ctl_out_bytes(c->out, "cache_quota", "quota", n->cache_quota);
+	ctl_out_str(c->out, "link", "link", link);
+	ctl_out_uint(c->out, "peers_connected", "peers connected", n->peers_connected);
+	ctl_out_uint(c->out, "peers_known", "peers known", n->peers_known);
+	out_rate(c, "rate_in_bps", "rate in", n->rate_in_bps);
+	out_rate(c, "rate_out_bps", "rate out", n->rate_out_bps);
+	ctl_out_bytes(c->out, "bytes_received", "received", n->bytes_received);
+	ctl_out_bytes(c->out, "bytes_served", "served", n->bytes_served);
+	if (c->json) {
+		ctl_out_bytes(c->out, "rx_lan", "received LAN", n->rx_lan);
+		ctl_out_bytes(c->out, "rx_wan", "received WAN", n->rx_wan);
+		ctl_out_bytes(c->out, "tx_lan", "served LAN", n->tx_lan);
+		ctl_out_bytes(c->out, "tx_wan", "served WAN", n->tx_wan);
+	} else {
+		out_lan_wan(c, "received LAN/WAN", n->rx_lan, n->rx_wan);
+		out_lan_wan(c, "served LAN/WAN", n->tx_lan, n->tx_wan);
+	}
+	ctl_out_uint(c->out, "chunks_verified", "chunks verified", n->chunks_verified);
+	ctl_out_uint(c->out, "chunks_rejected", "chunks rejected", n->chunks_rejected);
+	if (n->store_error != NULL)
+		ctl_out_str(c->out, "store_error", "store error", n->store_error);
+	free(mem);
+	return 0;
+}
+
+static int cmd_status(struct ctl *c)
+{
+	struct ctl_request req = {.cmd = "status"};
+	int r = daemon_call(c, &req, -1, on_status, c);
+
+	return r < 0 ? fail(c, r) : 0;
+}
+
+/* "now", "42s ago", "3m ago", "5h ago", "2d ago", "never". */
+static char *fmt_ago(char *buf, size_t cap, int64_t when)
+{
+	int64_t d = (int64_t)time(NULL) - when;
+
+	if (when <= 0)
+		snprintf(buf, cap, "never");
+	else if (d < 1)
+		snprintf(buf, cap, "now");
+	else if (d < 60)
+		snprintf(buf, cap, "%llds ago", (long long)d);
+	else if (d < 3600)
+		snprintf(buf, cap, "%lldm ago", (long long)(d / 60));
+	else if (d < 86400)
+		snprintf(buf, cap, "%lldh ago", (long long)(d / 3600));
+	else
+		snprintf(buf, cap, "%lldd ago", (long long)(d / 86400));
+	return buf;
+}
+
+static int on_peer(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
+{
+	struct ctl *c = arg;
+	struct node_peer_row p;
+	char *mem, hex[65], buf[32];
+	int r;
+
+	(void)cl;
+	r = daemon_record(m, CTL_DATA_PEER, &p, &mem);
+	if (r < 0) {
+		free(mem);
+		return r;
+	}
+	ctl_out_row_begin(c->out);
+	if (c->json)
+		ctl_out_str(c->out, "node_id", "id", hex_encode(hex, p.node_id, 32));
+	else
+		ctl_out_str(c->out, "node_id", "id", id_short(hex, p.node_id));
+	ctl_out_str(c->out, "address", "address", p.address ? p.address : "");
+	ctl_out_str(c->out, "site", "site", p.site ? p.site : "");
+	ctl_out_str(c->out, "state", "state", p.state ? p.state : "");
+	ctl_out_bool(c->out, "lan", "lan", p.lan);
+	if (p.rtt_ms >= 0) {
+		snprintf(buf, sizeof(buf), "%.0f ms", p.rtt_ms);
+		if (c->json)
+			ctl_out_uint(c->out, "rtt_ms", "rtt", (uint64_t)(p.rtt_ms + 0.5));
+		else
+			ctl_out_str(c->out, "rtt_ms", "rtt", buf);
+	} else if (!c->json) {
+		ctl_out_str(c->out, "rtt_ms", "rtt", "-");
+	}
+	out_rate(c, "rate_in_bps", "in", p.rate_in_bps);
+	out_rate(c, "rate_out_bps", "out", p.rate_out_bps);
+	if (c->json)
+		ctl_out_uint(c->out, "last_seen", "last seen",
+			     p.last_seen > 0 ? (uint64_t)p.last_seen : 0);
+	else
+		ctl_out_str(c->out, "last_seen", "last seen",
+			    fmt_ago(buf, sizeof(buf), p.last_seen));
+	ctl_out_bytes(c->out, "bytes_received", "received", p.bytes_received);
+	ctl_out_bytes(c->out, "bytes_served", "served", p.bytes_served);
+	ctl_out_row_end(c->out);
+	c->rows++;
+	free(mem);
+	return 0;
+}
+
+static int cmd_peers(struct ctl *c)
+{
+	struct ctl_request req = {.cmd = "peers"};
+	int r;
+
+	ctl_out_list_begin(c->out, "peers");
+	r = daemon_call(c, &req, -1, on_peer, c);
+	ctl_out_list_end(c->out);
+	if (r < 0)
+		return fail(c, r);
+	if (c->rows == 0)
+		ctl_out_note(c->out, "no peers known yet");
+	return 0;
+}
+
+static int on_model(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
+{
+	struct ctl *c = arg;
+	struct node_model_row row;
+	char *mem;
+	int r;
+
+	(void)cl;
+	r = daemon_record(m, CTL_DATA_MODEL, &row, &mem);
+	if (r < 0) {
+		free(mem);
+		return r;
+	}
+	ctl_out_row_begin(c->out);
+	ctl_out_str(c->out, "name", "name", row.name ? row.name : "");
+	ctl_out_uint(c->out, "version", "version", row.version);
+	ctl_out_str(c->out, "label", "label", row.label ? row.label : "");
+	ctl_out_bytes(c->out, "size", "size", row.size);
+	ctl_out_pct(c->out, "present_pct", "present", row.present_pct);
+	ctl_out_bool(c->out, "active", "active", row.active);
+	ctl_out_bool(c->out, "pinned", "pinned", row.pinned);
+	ctl_out_bool(c->out, "wanted", "wanted", row.wanted);
+	ctl_out_row_end(c->out);
+	c->rows++;
+	free(mem);
+	return 0;
+}
+
+static int cmd_models_daemon(struct ctl *c)
+{
+	struct ctl_request req = {.cmd = "models"};
+	int r;
+
+	ctl_out_list_begin(c->out, "models");
+	r = daemon_call(c, &req, -1, on_model, c);
+	ctl_out_list_end(c->out);
+	if (r < 0)
+		return fail(c, r);
+	if (c->rows == 0)
+		ctl_out_note(c->out, "no models yet");
+	return 0;
+}
+
+/* fetch: how updates are shown. */
+struct fetch_view {
+	struct ctl *c;
+	bool wait, tty;
+	bool drawn;	  /* a progress line is on the terminal without its newline */
+	int last_pct;	  /* plain lines: the whole percent last printed */
+	uint64_t last_ms; /* plain lines: when the last one was printed */
+	bool last_waiting;
+	struct ctl_progress first; /* without --wait: the one report */
+	char *first_mem;
+};
+
+/* One progress report as one compact JSON line (JSON Lines). */
+static void json_progress_line(FILE *f, const struct ctl_progress *p)
+{
+	const struct node_progress *q = &p->p;
+
+	fputs("{\"name\":", f);
+	ctl_out_json_string(f, p->name ? p->name : "");
+	fprintf(f,
+		",\"version\":%llu,\"need_bytes\":%llu,\"have_bytes\":%llu,\"inflight_bytes\":%llu,"
+		"\"sources\":%u,\"rate_bps\":%.0f,\"complete\":%s,\"waiting_manifest\":%s}\n",
+		(unsigned long long)q->version, (unsigned long long)q->need_bytes,
+		(unsigned long long)q->have_bytes, (unsigned long long)q->inflight_bytes,
+		q->sources, q->rate_bps > 0 ? q->rate_bps : 0.0, q->complete ? "true" : "false",
+		q->waiting_manifest ? "true" : "false");
+	fflush(f);
+}
+
+/*
+ * Plain lines (not a terminal) would be one every half second; a log of a
+ * long fetch reads better with a line per whole percent, a change of state,
+ * or ten seconds of nothing new.
+ */
+static bool plain_line_due(struct fetch_view *v, const struct ctl_progress *p)
+{
+	const struct node_progress *q = &p->p;
+	int pct =
+	    q->need_bytes ? (int)(100 * MIN(q->have_bytes, q->need_bytes) / q->need_bytes) : 0;
+	bool waiting = q->version == 0 || q->waiting_manifest;
+	uint64_t now = now_ms();
+	bool due = v->last_ms == 0 || q->complete || pct != v->last_pct ||
+		   waiting != v->last_waiting || now - v->last_ms >= 10000;
+
+	if (due) {
+		v->last_pct = pct;
+		v->last_ms = now;
+		v->last_waiting = waiting;
+	}
+	return due;
+}
+
+static int on_progress(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
+{
+	struct fetch_view *v = arg;
+	struct ctl_progress p;
+	char *mem, line[256];
+	int r;
+
+	(void)cl;
+	r = daemon_record(m, CTL_DATA_PROGRESS, &p, &mem);
+	if (r < 0) {
+		free(mem);
+		return r;
+	}
+	if (!v->wait) {
+		/* Keep the first (and only) report to print once the result is in. */
+		if (v->first_mem == NULL) {
+			v->first = p;
+			v->first_mem = mem;
+			return 0;
+		}
+	} else if (v->c->json) {
+		json_progress_line(stdout, &p);
+	} else if (v->tty) {
+		printf("\r%s\033[K", ctl_progress_format(line, sizeof(line), &p, true));
+		fflush(stdout);
+		v->drawn = true;
+	} else if (plain_line_due(v, &p)) {
+		printf("%s\n", ctl_progress_format(line, sizeof(line), &p, false));
+		fflush(stdout);
+	}
+	free(mem);
+	return 0;
+}
+
+static int cmd_fetch(struct ctl *c)
+{
+	struct ctl_request req = {.cmd = "fetch"};
+	struct fetch_view v = {.c = c, .wait = c->opt[0] != NULL};
+	const struct node_progress *q = &v.first.p;
+	char name[MANIFEST_NAME_MAX + 1], need[32];
+	uint64_t version;
+	int r;
+
+	r = catalog_parse_ref(c->pos[0], name, sizeof(name), &version);
+	if (r < 0)
+		return usage_err(c->cmd, "%s", ferry_errmsg(r));
+	v.tty = isatty(STDOUT_FILENO) == 1;
+	ctl_request_str(&req, "name", name);
+	if (version != 0)
+		ctl_request_uint(&req, "version", version);
+	if (v.wait) {
+		ctl_request_bool(&req, "wait", true);
+		if (c->json) {
+			/* JSON Lines, one per update, instead of one document. */
+			ctl_out_discard(c->out);
+			c->out = NULL;
+		}
+	}
+	r = daemon_call(c, &req, -1, on_progress, &v);
+	if (v.drawn)
+		putchar('\n');
+	if (r < 0) {
+		free(v.first_mem);
+		return fail(c, r);
+	}
+	if (!v.wait && v.first_mem != NULL) {
+		uint64_t left = q->need_bytes > q->have_bytes ? q->need_bytes - q->have_bytes : 0;
+
+		ctl_out_str(c->out, "name", "model", v.first.name);
+		ctl_out_uint(c->out, "version", "version", q->version);
+		ctl_out_bytes(c->out, "need_bytes", "size", q->need_bytes);
+		ctl_out_bytes(c->out, "have_bytes", "present", q->have_bytes);
+		ctl_out_bytes(c->out, "download_bytes", "to download", left);
+		ctl_out_bool(c->out, "complete", "complete", q->complete);
+		if (q->version == 0 || q->waiting_manifest)
+			ctl_out_note(c->out, "waiting for a peer to offer %s; see ferryctl models",
+				     name);
+		else if (q->complete)
+			ctl_out_note(c->out, "%s@%llu is complete", name,
+				     (unsigned long long)q->version);
+		else
+			ctl_out_note(c->out,
+				     "fetching %s@%llu: %s to download (ferryctl fetch --wait %s "
+				     "shows progress)",
+				     name, (unsigned long long)q->version,
+				     fmt_bytes(need, sizeof(need), left), c->pos[0]);
+	}
+	free(v.first_mem);
+	return 0;
+}
+
+static int cmd_cancel(struct ctl *c)
+{
+	struct ctl_request req = {.cmd = "cancel"};
+	char name[MANIFEST_NAME_MAX + 1];
+	uint64_t version;
+	int r;
+
+	r = catalog_parse_ref(c->pos[0], name, sizeof(name), &version);
+	if (r < 0)
+		return usage_err(c->cmd, "%s", ferry_errmsg(r));
+	ctl_request_str(&req, "name", name);
+	if (version != 0)
+		ctl_request_uint(&req, "version", version);
+	r = daemon_call(c, &req, -1, NULL, NULL);
+	if (r < 0)
+		return fail(c, r);
+	ctl_out_str(c->out, "name", "model", name);
+	if (version != 0)
+		ctl_out_uint(c->out, "version", "version", version);
+	ctl_out_note(c->out, "no longer fetching %s (chunks already stored stay until gc)",
+		     c->pos[0]);
+	return 0;
+}
+
+/* publish through the daemon: what the exchange needs on the client's side. */
+struct publish_view {
+	struct ctl *c;
+	const struct publish_opts *opts;
+	const uint8_t *sk;
+	int dirfd;
+	struct manifest *m;
+	struct publish_stats stats;
+};
+
+/*
+ * Before signing, check that the body says what was asked for and lists the
+ * files that are in the directory: the daemon chose the bytes, and the
+ * signature vouches for them.
+ */
+static int check_body(const struct publish_view *v, const struct manifest *m)
+{
+	const struct publish_opts *o = v->opts;
+	const char *label = o->label ? o->label : "";
+
+	if (strcmp(m->name, o->name) != 0 || m->version != o->version ||
+	    strcmp(m->label ? m->label : "", label) != 0 ||
+	    memcmp(m->publisher, o->publisher, 32) != 0)
+		return ferry_errf(FERRY_EPROTO,
+				  "ferryd sent a manifest for %s@%llu, not the %s@%llu asked for; "
+				  "nothing was signed",
+				  m->name, (unsigned long long)m->version, o->name,
+				  (unsigned long long)o->version);
+	for (uint32_t i = 0; i < m->nfiles; i++) {
+		struct stat st;
+
+		if (fstatat(v->dirfd, m->files[i].path, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(st.st_mode) || (uint64_t)st.st_size != m->files[i].size)
+			return ferry_errf(
+			    FERRY_EPROTO,
+			    "ferryd's manifest lists %s with %llu bytes, which is not "
+			    "what the directory holds; nothing was signed",
+			    m->files[i].path, (unsigned long long)m->files[i].size);
+	}
+	return 0;
+}
+
+static int on_manifest(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
+{
+	struct publish_view *v = arg;
+	struct ctl_manifest man;
+	uint8_t sig[FERRY_SIG_LEN];
+	char *mem;
+	int r;
+
+	r = daemon_record(m, CTL_DATA_MANIFEST, &man, &mem);
+	free(mem); /* the body points into the message, not into mem */
+	if (r == 0 && v->m != NULL)
+		r = ferry_errf(FERRY_EPROTO, "ferryd sent a second manifest to sign");
+	if (r == 0)
+		r = manifest_decode_body(man.body, man.body_len, &v->m);
+	if (r == 0)
+		r = check_body(v, v->m);
+	if (r == 0)
+		r = manifest_sign(man.body, man.body_len, v->sk, sig);
+	if (r < 0)
+		return r;
+	v->stats = man.stats;
+	return ctl_client_send_signature(cl, sig);
+}
+
+static int cmd_publish_daemon(struct ctl *c)
+{
+	const char *dir = c->pos[2];
+	struct publish_opts opts = {.name = c->pos[0], .label = c->opt[1]};
+	struct publish_view v = {.c = c, .opts = &opts, .dirfd = -1};
+	struct ctl_request req = {.cmd = "publish"};
+	uint8_t sk[FERRY_SK_LEN];
+	int r;
+
+	if (manifest_name_check(opts.name) < 0)
+		return usage_err(c->cmd, "%s", ferry_errmsg(FERRY_EINVAL));
+	if (parse_version(c->pos[1], &opts.version) < 0)
+		return usage_err(c->cmd, "VERSION '%s' is not a whole number of 1 or more",
+				 c->pos[1]);
+	if (opts.label != NULL && strlen(opts.label) > MANIFEST_LABEL_MAX)
+		return usage_err(c->cmd, "--label is longer than %u bytes", MANIFEST_LABEL_MAX);
+	r = fcrypto_publisher_key_read(c->opt[0], sk);
+	if (r < 0)
+		goto out;
+	fcrypto_sk_to_pk(opts.publisher, sk);
+	v.sk = sk;
+	v.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (v.dirfd < 0) {
+		r = ferry_errno(errno, "cannot open the source directory %s", dir);
+		goto out;
+	}
+	ctl_request_str(&req, "name", opts.name);
+	ctl_request_uint(&req, "version", opts.version);
+	if (opts.label != NULL)
+		ctl_request_str(&req, "label", opts.label);
+	ctl_request_bin(&req, "publisher", opts.publisher, sizeof(opts.publisher));
+	r = daemon_call(c, &req, v.dirfd, on_manifest, &v);
+	if (r == 0 && v.m == NULL)
+		r = ferry_errf(FERRY_EPROTO,
+			       "ferryd accepted the publish without a manifest to sign");
+	if (r == 0)
+		print_publish(c, v.m, &v.stats);
+out:
+	fcrypto_wipe(sk, sizeof(sk));
+	manifest_free(v.m);
+	if (v.dirfd >= 0)
+		close(v.dirfd);
+	return r < 0 ? fail(c, r) : 0;
+}
+
+static int cmd_export_daemon(struct ctl *c)
+{
+	const char *dir = c->pos[1];
+	struct ctl_request req = {.cmd = "export"};
+	char name[MANIFEST_NAME_MAX + 1];
+	bool sha = c->opt[0] != NULL;
+	uint64_t version;
+	int dirfd, r;
+
+	r = catalog_parse_ref(c->pos[0], name, sizeof(name), &version);
+	if (r < 0)
+		return usage_err(c->cmd, "%s", ferry_errmsg(r));
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return fail(c, ferry_errno(errno, "cannot create the output directory %s", dir));
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return fail(c, ferry_errno(errno, "cannot open the output directory %s", dir));
+	ctl_request_str(&req, "name", name);
+	if (version != 0)
+		ctl_request_uint(&req, "version", version);
+	if (sha)
+		ctl_request_bool(&req, "sha256", true);
+	r = daemon_call(c, &req, dirfd, NULL, NULL);
+	close(dirfd);
+	if (r < 0)
+		return fail(c, r);
+	ctl_out_str(c->out, "name", "model", name);
+	if (version != 0)
+		ctl_out_uint(c->out, "version", "version", version);
+	ctl_out_str(c->out, "dir", "written to", dir);
+	ctl_out_bool(c->out, "sha256_checked", "SHA-256 checked", sha);
+	return 0;
+}
+
 /* ---- the table --------------------------------------------------------- */
 
 static const struct cmd commands[] = {
@@ -642,19 +1233,47 @@ static const struct cmd commands[] = {
     {.name = "publish",
      .kind = CMD_WRITE,
      .fn = cmd_publish,
+     .daemon = cmd_publish_daemon,
      .usage = "--key KEYFILE NAME VERSION DIR [--label L]",
      .help = "chunk, encode, store and sign the files in DIR as version VERSION of NAME",
      .pos = {"NAME", "VERSION", "DIR"},
      .npos_min = 3,
      .opts = {{"key", "KEYFILE", true}, {"label", "L", false}}},
+    {.name = "status",
+     .kind = CMD_READ,
+     .daemon = cmd_status,
+     .usage = "",
+     .help = "node id, site, uptime, store usage, free space, quota, link, rates"},
+    {.name = "peers",
+     .kind = CMD_READ,
+     .daemon = cmd_peers,
+     .usage = "",
+     .help = "one row per known peer: address, site, state, RTT, rates, last seen, bytes"},
+    {.name = "fetch",
+     .kind = CMD_WRITE,
+     .daemon = cmd_fetch,
+     .usage = "NAME[@VERSION] [--wait]",
+     .help = "want a version (default: the newest); --wait shows progress until complete",
+     .pos = {"NAME[@VERSION]"},
+     .npos_min = 1,
+     .opts = {{"wait", NULL, false}}},
+    {.name = "cancel",
+     .kind = CMD_WRITE,
+     .daemon = cmd_cancel,
+     .usage = "NAME[@VERSION]",
+     .help = "stop wanting a version (its stored chunks stay until gc)",
+     .pos = {"NAME[@VERSION]"},
+     .npos_min = 1},
     {.name = "models",
      .kind = CMD_READ,
      .fn = cmd_models,
+     .daemon = cmd_models_daemon,
      .usage = "",
      .help = "list every model version: label, size, % present, active, pinned"},
     {.name = "export",
      .kind = CMD_READ,
      .fn = cmd_export,
+     .daemon = cmd_export_daemon,
      .usage = "NAME[@VERSION] DIR [--sha256]",
      .help = "write a version's files into DIR, every chunk verified (default: newest)",
      .pos = {"NAME[@VERSION]", "DIR"},
@@ -713,6 +1332,14 @@ static const struct cmd *cmd_find(const char *name)
 	return NULL;
 }
 
+/* Which of the two forms a read or write command has, for help. */
+static const char *form_note(const struct cmd *cmd)
+{
+	if (cmd->kind == CMD_LOCAL || (cmd->fn != NULL && cmd->daemon != NULL))
+		return "";
+	return cmd->fn == NULL ? ", daemon only" : ", --store only";
+}
+
 static int cmd_help(struct ctl *c)
 {
 	const struct cmd *one = NULL;
@@ -724,7 +1351,7 @@ static int cmd_help(struct ctl *c)
 		return usage_err(c->cmd, "unknown command '%s'", c->pos[0]);
 	if (one != NULL) {
 		usage_line(stdout, one);
-		printf("%s (%s command)\n", one->help, kind_names[one->kind]);
+		printf("%s (%s command%s)\n", one->help, kind_names[one->kind], form_note(one));
 		return 0;
 	}
 	puts("usage: ferryctl [--socket PATH | --store DIR] [--json] [--trust KEY] COMMAND ...\n"
@@ -739,8 +1366,8 @@ static int cmd_help(struct ctl *c)
 	     "Commands (through the daemon, read commands need access to its socket and\n"
 	     "write commands root or ferryd's user; local commands need neither):");
 	for (const struct cmd *cmd = commands; cmd->name != NULL; cmd++)
-		printf("  %s%s%s  (%s)\n      %s\n", cmd->name, cmd->usage[0] ? " " : "",
-		       cmd->usage, kind_names[cmd->kind], cmd->help);
+		printf("  %s%s%s  (%s%s)\n      %s\n", cmd->name, cmd->usage[0] ? " " : "",
+		       cmd->usage, kind_names[cmd->kind], form_note(cmd), cmd->help);
 	puts("\nSee ferryctl(1).");
 	return 0;
 }
@@ -895,12 +1522,14 @@ int main(int argc, char **argv)
 		goto out;
 	if (!(c.json && c.cmd->stream))
 		c.out = ctl_out_new(c.json ? CTL_OUT_JSON : CTL_OUT_TEXT, stdout);
-	if (r < 0 || c.cmd->kind == CMD_LOCAL || c.store_dir != NULL) {
+	if (r < 0 || c.cmd->kind == CMD_LOCAL || (c.store_dir != NULL && c.cmd->fn != NULL)) {
 		r = c.cmd->fn(&c);
+	} else if (c.store_dir != NULL) {
+		r = usage_err(c.cmd, "it asks a running ferryd and has no --store form");
+	} else if (c.cmd->daemon != NULL) {
+		r = c.cmd->daemon(&c);
 	} else {
-		ferry_errf(FERRY_ECONNREFUSED,
-			   "the daemon socket is not implemented yet; use --store DIR");
-		r = fail(&c, FERRY_ECONNREFUSED);
+		r = usage_err(c.cmd, "it works on a store only for now: use --store DIR");
 	}
 	/* A failed command prints no document: its error is on stderr. */
 	if (r == 0)

@@ -30,7 +30,8 @@ struct ctl;
 struct cmd {
 	const char *name;
 	enum cmd_kind kind;
-	int (*fn)(struct ctl *c);
+	int (*fn)(struct ctl *c);     /* with --store, or a local command; NULL: daemon only */
+	int (*daemon)(struct ctl *c); /* through ferryd's socket; NULL: --store only */
 	const char *usage;	      /* the arguments, after the command name */
 	const char *help;	      /* one line */
 	const char *pos[MAX_POS + 1]; /* positional argument names; a last "X..." repeats */
@@ -50,13 +51,14 @@ struct ctl {
 	int npos;
 	const char *opt[MAX_OPTS]; /* values, or "" for a flag given; NULL if absent */
 	struct ctl_out *out;
+	size_t rows; /* rows printed by a list command */
 };
 
 /* A usage error: the message, the command's usage line; returns EXIT_USAGE. */
 int usage_err(const struct cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A failed command: prints "ferryctl: CMD: detail"; returns 1. */
 int fail(const struct ctl *c, int code);
-/* Open the store of --store DIR (the daemon socket is not there yet). */
+/* Open the store of --store DIR. */
 int ctl_store_open(struct ctl *c, unsigned flags, struct store **st);
 /* The trust list of a --store command; *in_file (may be NULL) counts the file's keys. */
 int trust_load(const struct ctl *c, struct trust *t, size_t *in_file);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ferry/config.h"
+#include "ferry/ctl.h"
 #include "ferry/error.h"
 #include "ferry/log.h"
 #include "ferry/node.h"
@@ -44,6 +45,7 @@ struct daemon {
 	struct config *base; /* the defaults the file is read over */
 	struct config *cfg;  /* the configuration in effect */
 	struct node *node;
+	struct ctl_server *ctl; /* the control socket (ctl.h) */
 	bool stopping;
 };
 
@@ -191,6 +193,15 @@ static void on_node_stopped(void *arg)
 		uv_close((uv_handle_t *)&d->watchdog, on_close);
 }
 
+/* No more commands: stop the node. The watchdog keeps being pinged while the store thread flushes.
+ */
+static void on_ctl_closed(void *arg)
+{
+	struct daemon *d = arg;
+
+	node_stop(d->node, on_node_stopped, d);
+}
+
 static void shutdown_daemon(struct daemon *d, const char *signame)
 {
 	if (d->stopping)
@@ -198,8 +209,7 @@ static void shutdown_daemon(struct daemon *d, const char *signame)
 	d->stopping = true;
 	log_notice(LOG_MAIN, "received %s, shutting down", signame);
 	notify_send("STOPPING=1");
-	/* The watchdog keeps being pinged while the store thread flushes. */
-	node_stop(d->node, on_node_stopped, d);
+	ctl_server_close(d->ctl, on_ctl_closed, d);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -261,6 +271,17 @@ static int run(struct daemon *d)
 	rc = node_new(&d->loop, d->cfg, &d->node);
 	if (rc < 0) {
 		log_err(LOG_MAIN, "%s", ferry_errmsg(rc));
+		return 1;
+	}
+	rc = ctl_server_new(&d->loop, d->node, d->cfg, &d->ctl);
+	if (rc < 0) {
+		/* Stop the node cleanly (its store thread), then fail. */
+		log_err(LOG_MAIN, "%s", ferry_errmsg(rc));
+		d->stopping = true;
+		node_stop(d->node, on_node_stopped, d);
+		uv_run(&d->loop, UV_RUN_DEFAULT);
+		node_free(d->node);
+		uv_loop_close(&d->loop);
 		return 1;
 	}
 	send_ready(d);

@@ -221,6 +221,7 @@ static void on_tick(uv_timer_t *t)
 	node__limits_apply(n);
 	node__fetch_tick(n);
 	node__gossip_tick(n);
+	node__metrics_tick(n);
 	if (n->book_dirty && node__now(n) - n->last_book_save_ms >= BOOK_SAVE_MS)
 		book_save(n);
 }
@@ -475,6 +476,7 @@ void node_free(struct node *n)
 	if (n == NULL)
 		return;
 	node__fetch_free(n);
+	node__autos_free(n);
 	sched_free(n->sched);
 	ratelimit_free(n->rl);
 	gossip_book_free(n->book);

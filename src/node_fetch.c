@@ -354,6 +354,7 @@ static void ver_complete(struct node *n, struct nver *v)
 	free(v->refs);
 	v->refs = NULL;
 	send_have_all(n, v);
+	node__auto_activate(n, v->name, v->version);
 }
 
 /* The index is whole: lay out the positions, find what is present, start fetching. */
@@ -398,6 +399,7 @@ static void ver_ready(struct node *n, struct nver *v)
 		free(v->refs);
 		v->refs = NULL;
 		send_have_all(n, v);
+		node__auto_activate(n, v->name, v->version);
 		return;
 	}
 	v->state = NV_READY;

@@ -37,6 +37,7 @@ struct ratelimit;
 struct peer_net;
 struct peer_conn;
 struct wire_msg;
+struct wire_hello;
 struct nver;
 
 /* Connections the node keeps dialing learned peers up to. */
@@ -174,6 +175,7 @@ struct nwant {
 };
 
 struct idmap;
+struct nauto;
 
 struct node {
 	uv_loop_t *loop;
@@ -222,6 +224,10 @@ struct node {
 	uint64_t chunks_verified, chunks_rejected;
 	struct nrate rate_in, rate_out;
 	char store_error[512];
+
+	struct nauto *autos;	     /* models with an automatic activation in flight */
+	uint64_t metrics_written_ms; /* last write of metrics_textfile, 0: never */
+	bool metrics_failing;	     /* the last write failed (logged once) */
 
 	unsigned pending_work; /* uv_queue_work and storeq jobs not finished */
 	bool stopping;
@@ -290,5 +296,16 @@ void node__on_commit(void *arg, const uint8_t (*ids)[32], size_t n);
 void node__ver_progress(struct node *n, struct nver *v, struct node_progress *out);
 void node__peer_timers_close(struct npeer *p);
 void node__limits_apply(struct node *n);
+
+/* node_activate.c */
+/*
+ * NAME@VERSION is complete and verified: activate it if auto_activate is on
+ * and activate_auto_eligible() (checked on the worker pool). Failures are
+ * logged; the previous version stays active.
+ */
+void node__auto_activate(struct node *n, const char *name, uint64_t version);
+void node__autos_free(struct node *n);
+/* Write metrics_textfile if set and due (every 15 s); called every second. */
+void node__metrics_tick(struct node *n);
 
 #endif

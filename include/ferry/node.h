@@ -22,6 +22,8 @@ struct config;
 struct node;
 struct publish_opts;
 struct publish_stats;
+struct activate_result;
+struct activate_gc_result;
 
 /*
  * Create the node on loop with cfg (copied): open the store (STORE_WRITE |
@@ -140,5 +142,39 @@ int node_publish_commit(struct node *n, const uint8_t *signed_bytes, size_t len,
  */
 int node_export(struct node *n, const char *name, uint64_t version, int outdirfd, unsigned flags,
 		void (*cb)(void *arg, int rc), void *arg);
+
+/*
+ * Activate NAME@VERSION (version 0: the newest stored) for local inference,
+ * as activate_version() does (activate.h): materialize and verify on the
+ * worker pool, switch `current` and the head on the store thread, then run
+ * on_activate and remove copies beyond keep_versions, with the options of
+ * the config. cb gets rc (on failure ferry_errmsg(rc) says why and which
+ * version stays active) and the result.
+ */
+int node_activate(struct node *n, const char *name, uint64_t version,
+		  void (*cb)(void *arg, int rc, const struct activate_result *res), void *arg);
+/* Switch NAME back to its previous active version, as activate_rollback(). */
+int node_rollback(struct node *n, const char *name,
+		  void (*cb)(void *arg, int rc, const struct activate_result *res), void *arg);
+/*
+ * Pin or unpin NAME@VERSION as activate_pin() (version 0: the active one /
+ * every pin), on the store thread (the only writer: a commit there may grow
+ * the map). cb gets how many versions changed, or the error.
+ */
+int node_pin(struct node *n, const char *name, uint64_t version, bool pin,
+	     void (*cb)(void *arg, int rc), void *arg);
+/*
+ * `ferryctl gc` as activate_gc() with cache_quota, min_free_space and
+ * keep_versions from the config, run on the store thread (chunks received
+ * meanwhile wait in its queue). res is borrowed for the call.
+ */
+int node_gc(struct node *n, void (*cb)(void *arg, int rc, const struct activate_gc_result *res),
+	    void *arg);
+/*
+ * The metrics (metrics.h) of the node now, in the Prometheus text format:
+ * malloc'd, NUL-terminated, owned by the caller; *len (may be NULL) gets its
+ * length.
+ */
+char *node_metrics(struct node *n, size_t *len);
 
 #endif

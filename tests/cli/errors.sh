@@ -9,7 +9,7 @@ make_tree "$T/src"
 
 # Usage errors: exit 2, the problem, then the command's usage line.
 expect_fail 2 "ferryctl: publish: missing VERSION" --store "$S" publish --key "$T/a.key" demo
-[ "$(sed -n 2p "$T/err")" = "usage: ferryctl [--store DIR] [--json] publish --key KEYFILE NAME VERSION DIR [--label L]" ] ||
+[ "$(sed -n 2p "$T/err")" = "usage: ferryctl [--socket PATH | --store DIR] [--json] publish --key KEYFILE NAME VERSION DIR [--label L]" ] ||
 	fail "no usage line: $(cat "$T/err")"
 expect_fail 2 "ferryctl: publish: missing --key KEYFILE" --store "$S" publish demo 1 "$T/src"
 expect_fail 2 "ferryctl: publish: VERSION 'x1' is not a whole number of 1 or more" \
@@ -20,8 +20,12 @@ expect_fail 2 "ferryctl: export: unexpected argument 'extra'" --store "$S" expor
 expect_fail 2 "ferryctl: keygen: missing --out FILE" keygen
 expect_fail 2 "ferryctl: no command given" --store "$S"
 
-# Without --store there is no daemon to talk to yet.
-expect_fail 1 "ferryctl: models: the daemon socket is not implemented yet; use --store DIR" models
+# Without --store, commands go to the daemon; none runs here.
+expect_fail 1 "ferryctl: models: cannot connect to $T/none.sock: No such file or directory — is ferryd running?" \
+	--socket "$T/none.sock" models
+# A daemon-only command has no --store form, a store-only one needs it.
+expect_fail 2 "ferryctl: status: it asks a running ferryd and has no --store form" --store "$S" status
+expect_fail 2 "ferryctl: gc: it works on a store only for now: use --store DIR" --socket "$T/none.sock" gc
 
 # keygen never overwrites a key.
 expect_fail 1 "ferryctl: keygen: $T/a.key: already exists (a key file is never overwritten)" \
