@@ -1,9 +1,9 @@
 /*
- * ferryd: the daemon's outer shell. It reads the configuration, tells the
- * service manager it is ready, pings the watchdog, re-reads the
- * configuration on SIGHUP and stops cleanly on SIGTERM or SIGINT. The store,
- * the peers and the control socket start and stop from here (in that order,
- * and in reverse) as they are added.
+ * ferryd: the daemon's outer shell. It reads the configuration, starts the
+ * node (store, peers, gossip, fetching: node.h), tells the service manager
+ * it is ready, pings the watchdog, re-reads the configuration on SIGHUP and
+ * stops cleanly on SIGTERM or SIGINT: the node closes its connections and
+ * commits what it received before the process exits.
  */
 #include "config.h"
 
@@ -19,6 +19,7 @@
 #include "ferry/config.h"
 #include "ferry/error.h"
 #include "ferry/log.h"
+#include "ferry/node.h"
 #include "ferry/notify.h"
 #include "ferry/util.h"
 /* After util.h: <uv.h> pulls in <sys/param.h>, whose MIN/MAX would otherwise
@@ -42,6 +43,8 @@ struct daemon {
 	const struct options *opt;
 	struct config *base; /* the defaults the file is read over */
 	struct config *cfg;  /* the configuration in effect */
+	struct node *node;
+	bool stopping;
 };
 
 static void usage(FILE *f)
@@ -164,6 +167,9 @@ static void reload(struct daemon *d)
 	else
 		log_notice(LOG_CONFIG, "configuration reloaded");
 	warn_config(next);
+	rc = node_reload(d->node, next);
+	if (rc < 0)
+		log_err(LOG_CONFIG, "applying the new configuration: %s", ferry_errmsg(rc));
 	config_free(d->cfg);
 	d->cfg = next;
 	send_ready(d);
@@ -173,10 +179,11 @@ static void on_close(uv_handle_t *h)
 {
 }
 
-static void shutdown_daemon(struct daemon *d, const char *signame)
+/* The node has closed everything: close the shell's own handles so uv_run returns. */
+static void on_node_stopped(void *arg)
 {
-	log_notice(LOG_MAIN, "received %s, shutting down", signame);
-	notify_send("STOPPING=1");
+	struct daemon *d = arg;
+
 	uv_close((uv_handle_t *)&d->sig_term, on_close);
 	uv_close((uv_handle_t *)&d->sig_int, on_close);
 	uv_close((uv_handle_t *)&d->sig_hup, on_close);
@@ -184,14 +191,27 @@ static void shutdown_daemon(struct daemon *d, const char *signame)
 		uv_close((uv_handle_t *)&d->watchdog, on_close);
 }
 
+static void shutdown_daemon(struct daemon *d, const char *signame)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_notice(LOG_MAIN, "received %s, shutting down", signame);
+	notify_send("STOPPING=1");
+	/* The watchdog keeps being pinged while the store thread flushes. */
+	node_stop(d->node, on_node_stopped, d);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct daemon *d = h->data;
 
-	if (signum == SIGHUP)
-		reload(d);
-	else
-		shutdown_daemon(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	if (signum == SIGHUP) {
+		if (!d->stopping)
+			reload(d);
+		return;
+	}
+	shutdown_daemon(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -238,8 +258,14 @@ static int run(struct daemon *d)
 	}
 	log_notice(LOG_MAIN, "ferryd %s starting, site %s", PACKAGE_VERSION, site_name(d->cfg));
 	warn_config(d->cfg);
+	rc = node_new(&d->loop, d->cfg, &d->node);
+	if (rc < 0) {
+		log_err(LOG_MAIN, "%s", ferry_errmsg(rc));
+		return 1;
+	}
 	send_ready(d);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
+	node_free(d->node);
 	rc = uv_loop_close(&d->loop);
 	if (rc < 0)
 		log_warn(LOG_MAIN, "event loop closed with handles open: %s", uv_strerror(rc));

@@ -22,6 +22,9 @@ static int w_append(void *data, const char *buf, size_t len)
 {
 	struct mpk_w *w = data;
 
+	/* An empty str/bin may come with buf == NULL, which memcpy must not see. */
+	if (len == 0)
+		return 0;
 	if (w->cap - w->len < len) {
 		size_t cap = w->cap ? w->cap : 256;
 

@@ -147,9 +147,14 @@ EOF
 
 dev="$tmp/dev"
 mkdir -p "$dev"
+# The daemon needs the network key; it listens nowhere, so parallel runs do not collide.
+"$builddir/ferryctl" netkey --out "$dev/network.key" >/dev/null || fail "ferryctl netkey failed"
 cat >"$dev/ferryd.conf" <<'EOF'
 [node]
 site = lab
+listen = off
+[peers]
+lan_discovery = off
 EOF
 
 if [ $have_python = yes ]; then
@@ -191,6 +196,9 @@ cat >"$dev/ferryd.conf" <<'EOF'
 [node]
 site = lab2
 state_dir = /elsewhere
+listen = off
+[peers]
+lan_discovery = off
 EOF
 kill -HUP $daemon
 wait_for "$tmp/log1" "<5>config: configuration reloaded" || fail "good reload not reported"
@@ -212,8 +220,9 @@ grep -qxF "<5>main: stopped" "$tmp/log1" || fail "stop not logged"
 # An abstract notify socket and the watchdog; SIGINT stops too.
 if [ $have_python = yes ]; then
 	start_listener "@ferry-test-$$" "$tmp/notify2"
+	printf '[node]\nsite = lab\nlisten = off\n[peers]\nlan_discovery = off\n' >"$tmp/overlay.conf"
 	NOTIFY_SOCKET="@ferry-test-$$" WATCHDOG_USEC=200000 \
-		"$ferryd" --dev "$dev" -c "$golden/dev-overlay.conf" 2>"$tmp/log2" &
+		"$ferryd" --dev "$dev" -c "$tmp/overlay.conf" 2>"$tmp/log2" &
 	daemon=$!
 	pids="$pids $daemon"
 	wait_for "$tmp/notify2" "READY=1" || fail "abstract socket: no READY=1"

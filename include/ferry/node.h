@@ -60,6 +60,12 @@ struct node_status {
 	double rate_in_bps;	   /* bits/s, recent average */
 	double rate_out_bps;
 	const char *store_error;   /* last store write error ("disk full: ..."), NULL if none */
+	uint64_t bytes_received;   /* chunk data received from peers since start */
+	uint64_t bytes_served;	   /* chunk data sent to peers since start */
+	uint64_t rx_lan, rx_wan;   /* bytes_received from same-site peers and from the rest */
+	uint64_t tx_lan, tx_wan;   /* bytes_served likewise */
+	uint64_t chunks_verified;  /* received chunks and index pieces that matched their id */
+	uint64_t chunks_rejected;  /* ... and that did not (their sender was dropped) */
 };
 void node_status(struct node *n, struct node_status *out);
 
@@ -67,12 +73,12 @@ struct node_peer_row {
 	uint8_t node_id[32];
 	const char *address; /* "host:port" as connected or configured */
 	const char *site;    /* "" if unknown */
-	const char *state;   /* "connected", "connecting", "backoff", "banned" */
+	const char *state;   /* "connected", "connecting", "backoff", "banned", "idle" */
 	bool lan;	     /* same site */
 	double rtt_ms;	     /* < 0 if unknown */
 	double rate_in_bps, rate_out_bps;
 	int64_t last_seen;   /* unix seconds, 0 = never */
-	uint64_t bytes_received, bytes_served;
+	uint64_t bytes_received, bytes_served; /* chunk data since ferryd started */
 };
 void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row *row), void *arg);
 
@@ -106,7 +112,11 @@ struct node_progress {
 int node_fetch(struct node *n, const char *name, uint64_t version, struct node_progress *out);
 /* Current progress of a wanted or stored version; FERRY_ENOENT if neither. */
 int node_progress(struct node *n, const char *name, uint64_t version, struct node_progress *out);
-/* Stop wanting it (chunks already stored stay until gc). */
+/*
+ * Stop wanting it (chunks already stored stay until gc). Version 0 cancels
+ * every fetch of name. FERRY_ENOENT if no fetch asked for it; FERRY_EPERM
+ * (the detail says so) if only a want = glob of the config wants it.
+ */
 int node_cancel(struct node *n, const char *name, uint64_t version);
 
 /*

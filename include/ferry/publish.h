@@ -17,6 +17,7 @@
 #ifndef FERRY_PUBLISH_H
 #define FERRY_PUBLISH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,20 +27,20 @@ struct manifest;
 struct publish_opts {
 	const char *name;
 	uint64_t version;
-	const char *label;	 /* may be NULL */
-	uint8_t publisher[32];	 /* public key of the key that will sign */
-	int threads;		 /* worker threads; 0 = number of CPUs */
-	int64_t created;	 /* seconds since the epoch; 0 = now */
+	const char *label;     /* may be NULL */
+	uint8_t publisher[32]; /* public key of the key that will sign */
+	int threads;	       /* worker threads; 0 = number of CPUs */
+	int64_t created;       /* seconds since the epoch; 0 = now */
 };
 
 struct publish_stats {
 	uint64_t files;
 	uint64_t raw_bytes;
 	uint64_t chunks;
-	uint64_t new_chunks;	 /* not already in the store */
+	uint64_t new_chunks; /* not already in the store */
 	uint64_t new_raw_bytes;
 	uint64_t new_enc_bytes;
-	uint64_t enc_bytes;	 /* encoded size of the whole version */
+	uint64_t enc_bytes; /* encoded size of the whole version */
 };
 
 /*
@@ -60,5 +61,33 @@ enum export_flags {
  * temporary name renamed into place once complete and verified.
  */
 int export_version(struct store *st, const struct manifest *m, int outdirfd, unsigned flags);
+
+/* One chunk (or index piece) that export_verify() found bad. */
+struct export_problem {
+	const char *path; /* the file of the version it belongs to (borrowed) */
+	uint64_t offset;  /* where its bytes start in that file */
+	uint8_t id[32];	  /* chunk id, or index piece id when piece is true */
+	bool piece;
+	int code; /* FERRY_ECORRUPT (bytes do not match the id) or FERRY_EINCOMPLETE (absent) */
+};
+
+struct export_verify_stats {
+	uint64_t chunks; /* data chunks checked (not counting index pieces) */
+	uint64_t bytes;	 /* their raw bytes */
+	uint64_t corrupt;
+	uint64_t missing;
+};
+
+/*
+ * Re-check every stored chunk and index piece of m against its id, without
+ * writing anything. cb (may be NULL) is called for each bad one, in file
+ * order; p is valid only during the call. Returns 0 when all are good,
+ * FERRY_ECORRUPT when any is corrupt, FERRY_EINCOMPLETE when some are only
+ * missing, or another code if the store cannot be read. stats, if not NULL,
+ * is filled in either way.
+ */
+int export_verify(struct store *st, const struct manifest *m,
+		  void (*cb)(void *arg, const struct export_problem *p), void *arg,
+		  struct export_verify_stats *stats);
 
 #endif

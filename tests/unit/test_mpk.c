@@ -604,6 +604,32 @@ static void test_writer_too_big(void **state)
 }
 
 /* Random bytes never crash the reader or make it read past the end. */
+static void test_empty_from_null(void **state)
+{
+	const uint8_t *p;
+	const char *str;
+	uint8_t *buf;
+	size_t len, n;
+	struct mpk_w w;
+	struct mpk_r r;
+
+	/* Empty values given as (NULL, 0), as callers with nothing to send do. */
+	mpk_w_init(&w);
+	mpk_w_array(&w, 2);
+	mpk_w_bin(&w, NULL, 0);
+	mpk_w_str(&w, NULL, 0);
+	assert_int_equal(mpk_w_take(&w, &buf, &len), 0);
+	assert_int_equal(len, 4);
+	mpk_r_init(&r, buf, len);
+	assert_int_equal(mpk_r_array(&r, &(uint32_t){0}), 0);
+	assert_int_equal(mpk_r_bin(&r, &p, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(mpk_r_str(&r, &str, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(mpk_r_done(&r), 0);
+	free(buf);
+}
+
 static void test_random_input(void **state)
 {
 	uint8_t buf[64];
@@ -645,6 +671,7 @@ int main(void)
 	    cmocka_unit_test(test_deep_nesting),
 	    cmocka_unit_test(test_wrong_type_and_sticky),
 	    cmocka_unit_test(test_writer_too_big),
+	    cmocka_unit_test(test_empty_from_null),
 	    cmocka_unit_test(test_random_input),
 	};
 

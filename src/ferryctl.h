@@ -1,0 +1,69 @@
+/*
+ * ferryctl's command table and the helpers its command files share
+ * (src/ferryctl.c, src/ferryctl_bundle.c). Internal to ferryctl.
+ */
+#ifndef FERRY_FERRYCTL_H
+#define FERRY_FERRYCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EXIT_USAGE 2
+#define MAX_POS	   16
+#define MAX_OPTS   4
+
+struct ctl_out;
+struct store;
+struct trust;
+
+enum cmd_kind { CMD_READ, CMD_WRITE, CMD_LOCAL };
+
+struct opt_spec {
+	const char *name; /* without the leading "--" */
+	const char *arg;  /* NULL for a flag */
+	bool required;
+};
+
+struct ctl;
+
+struct cmd {
+	const char *name;
+	enum cmd_kind kind;
+	int (*fn)(struct ctl *c);
+	const char *usage;	      /* the arguments, after the command name */
+	const char *help;	      /* one line */
+	const char *pos[MAX_POS + 1]; /* positional argument names; a last "X..." repeats */
+	int npos_min;
+	struct opt_spec opts[MAX_OPTS + 1];
+	bool stream; /* with --json the command prints JSON Lines itself (c->out is NULL) */
+};
+
+struct ctl {
+	const struct cmd *cmd;
+	const char *socket;
+	const char *store_dir;
+	bool json;
+	uint8_t (*trust)[32]; /* --trust keys */
+	size_t ntrust;
+	const char *pos[MAX_POS];
+	int npos;
+	const char *opt[MAX_OPTS]; /* values, or "" for a flag given; NULL if absent */
+	struct ctl_out *out;
+};
+
+/* A usage error: the message, the command's usage line; returns EXIT_USAGE. */
+int usage_err(const struct cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A failed command: prints "ferryctl: CMD: detail"; returns 1. */
+int fail(const struct ctl *c, int code);
+/* Open the store of --store DIR (the daemon socket is not there yet). */
+int ctl_store_open(struct ctl *c, unsigned flags, struct store **st);
+/* The trust list of a --store command; *in_file (may be NULL) counts the file's keys. */
+int trust_load(const struct ctl *c, struct trust *t, size_t *in_file);
+
+/* src/ferryctl_bundle.c */
+int cmd_bundle(struct ctl *c);
+int cmd_sideload(struct ctl *c);
+int cmd_have(struct ctl *c);
+
+#endif

@@ -1,0 +1,1464 @@
+/*
+ * Fetching and serving: tracked versions, index pieces, HAVE and HAVE_ADD,
+ * chunk requests through the scheduler, reassembly, verification on the
+ * worker pool, the store thread, and serving other peers' requests under
+ * the rate limits. See docs/gossip.md ("Fetching").
+ *
+ * A chunk's way in:
+ *
+ *   sched_poll -> CHUNK_REQ -> CHUNK_DATA frames (reassembled per request)
+ *     -> worker: decode + BLAKE2b == id?
+ *          no  -> sched_chunk_bad: drop the peer, ban on repeat
+ *          yes -> sched_chunk_done (no more requests for it), storeq_put
+ *     -> store thread commits the batch -> node__on_commit:
+ *          present bits set, HAVE_ADD to every peer, completion
+ *
+ * A node advertises a chunk once it is committed (at most one durability
+ * window, 500 ms, after it arrived), so it never offers what a crash could
+ * take back; a chain A -> B -> C still moves at link speed, delayed by that
+ * window per hop.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ferry/catalog.h"
+#include "ferry/codec.h"
+#include "ferry/error.h"
+#include "ferry/fcrypto.h"
+#include "ferry/log.h"
+#include "ferry/peer.h"
+#include "ferry/ratelimit.h"
+#include "ferry/sched.h"
+#include "ferry/store.h"
+#include "ferry/storeq.h"
+#include "ferry/wire.h"
+#include "node_int.h"
+
+/* Seconds between MANIFEST_REQs for a fetch whose manifest nobody offered yet. */
+#define WANT_ASK_MS 10000
+/* Sources remembered per version for the completion line. */
+#define SOURCES_MAX 64
+
+static char *sid(char buf[static ID_SHORT_LEN], const uint8_t id[32])
+{
+	return id_short(buf, id);
+}
+
+static bool bit_get(const uint8_t *bits, uint32_t i)
+{
+	return bits[i / 8] >> (i % 8) & 1;
+}
+
+static void bit_set(uint8_t *bits, uint32_t i)
+{
+	bits[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+/* ---- idmap: chunk id -> positions in incomplete tracked versions ---- */
+
+struct idpos {
+	struct nver *v;
+	uint32_t pos;
+	uint32_t next; /* index into pos pool, UINT32_MAX = end */
+};
+
+struct idslot {
+	uint8_t id[32];
+	uint32_t head; /* UINT32_MAX = empty slot */
+};
+
+struct idmap {
+	struct idslot *slots;
+	size_t cap, n;
+	struct idpos *pool;
+	size_t npool, cappool;
+};
+
+static void idmap_reset(struct idmap *m, size_t expect)
+{
+	size_t cap = 64;
+
+	while (cap < 2 * expect + 2)
+		cap *= 2;
+	free(m->slots);
+	m->slots = xreallocarray(NULL, cap, sizeof(*m->slots));
+	for (size_t i = 0; i < cap; i++)
+		m->slots[i].head = UINT32_MAX;
+	m->cap = cap;
+	m->n = 0;
+	m->npool = 0;
+}
+
+static struct idslot *idmap_slot(struct idmap *m, const uint8_t id[32])
+{
+	uint64_t h;
+
+	memcpy(&h, id, sizeof(h));
+	for (size_t i = (size_t)h & (m->cap - 1);; i = (i + 1) & (m->cap - 1))
+		if (m->slots[i].head == UINT32_MAX || memcmp(m->slots[i].id, id, 32) == 0)
+			return &m->slots[i];
+}
+
+static void idmap_add(struct idmap *m, const uint8_t id[32], struct nver *v, uint32_t pos)
+{
+	struct idslot *s;
+
+	if (2 * (m->n + 1) > m->cap) {
+		struct idslot *old = m->slots;
+		size_t oldcap = m->cap;
+
+		m->cap *= 2;
+		m->slots = xreallocarray(NULL, m->cap, sizeof(*m->slots));
+		for (size_t i = 0; i < m->cap; i++)
+			m->slots[i].head = UINT32_MAX;
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i].head != UINT32_MAX)
+				*idmap_slot(m, old[i].id) = old[i];
+		free(old);
+	}
+	if (m->npool == m->cappool) {
+		m->cappool = m->cappool ? 2 * m->cappool : 1024;
+		m->pool = xreallocarray(m->pool, m->cappool, sizeof(*m->pool));
+	}
+	s = idmap_slot(m, id);
+	if (s->head == UINT32_MAX) {
+		memcpy(s->id, id, 32);
+		m->n++;
+	}
+	m->pool[m->npool] = (struct idpos){.v = v, .pos = pos, .next = s->head};
+	s->head = (uint32_t)m->npool++;
+}
+
+/* Rebuild from the tracked versions that are ready and incomplete. */
+static void idmap_rebuild(struct node *n)
+{
+	size_t total = 0;
+
+	for (struct nver *v = n->vers; v != NULL; v = v->next)
+		if (v->state == NV_READY)
+			total += v->n;
+	idmap_reset(n->idmap, total);
+	for (struct nver *v = n->vers; v != NULL; v = v->next)
+		if (v->state == NV_READY)
+			for (uint32_t i = 0; i < v->n; i++)
+				if (!bit_get(v->present, i))
+					idmap_add(n->idmap, v->refs[i].id, v, i);
+}
+
+/* ---- versions ---- */
+
+struct nver *node__ver_find(struct node *n, const char *name, uint64_t version)
+{
+	for (struct nver *v = n->vers; v != NULL; v = v->next)
+		if (v->version == version && strcmp(v->name, name) == 0)
+			return v;
+	return NULL;
+}
+
+static uint64_t newest_of(const struct node *n, const char *name)
+{
+	for (size_t i = 0; i < n->nnewest; i++)
+		if (strcmp(n->newest[i].name, name) == 0)
+			return n->newest[i].version;
+	return 0;
+}
+
+static bool is_explicit(const struct node *n, const char *name, uint64_t version)
+{
+	uint64_t newest = newest_of(n, name);
+
+	for (const struct nwant *w = n->wants; w != NULL; w = w->next)
+		if (strcmp(w->name, name) == 0 &&
+		    (w->version == version || (w->version == 0 && version == newest)))
+			return true;
+	return false;
+}
+
+static bool is_wanted(const struct node *n, const char *name, uint64_t version)
+{
+	return is_explicit(n, name, version) ||
+	       (config_wants(n->cfg, name) && version == newest_of(n, name));
+}
+
+static void send_msg(struct npeer *p, const struct wire_msg *m)
+{
+	if (p->c != NULL)
+		peer_conn_send(p->c, m);
+}
+
+static void send_have(struct npeer *p, const struct nver *v)
+{
+	struct wire_msg m = {.type = WIRE_HAVE};
+	uint32_t first = 0;
+
+	if (v->state == NV_NEED_INDEX || v->n == 0)
+		return;
+	snprintf(m.have.name, sizeof(m.have.name), "%s", v->name);
+	m.have.version = v->version;
+	m.have.nchunks = v->n;
+	if (v->state == NV_COMPLETE) {
+		m.have.complete = true;
+		send_msg(p, &m);
+		return;
+	}
+	do {
+		size_t bytes = MIN((size_t)(v->n - first + 7) / 8, (size_t)WIRE_HAVE_BITMAP_MAX);
+
+		m.have.first = first;
+		m.have.bitmap = v->present + first / 8;
+		m.have.bitmap_len = bytes;
+		send_msg(p, &m);
+		first += (uint32_t)bytes * 8;
+	} while (first < v->n);
+}
+
+static void send_have_all(struct node *n, const struct nver *v)
+{
+	for (struct npeer *p = n->peers; p != NULL; p = p->next)
+		send_have(p, v);
+}
+
+static struct nhave *have_find(struct npeer *p, const char *name, uint64_t version)
+{
+	for (struct nhave *h = p->haves; h != NULL; h = h->next)
+		if (h->version == version && strcmp(h->name, name) == 0)
+			return h;
+	return NULL;
+}
+
+/* Tell sched what p holds of v (a READY version in sched). */
+static void sched_have_replay(struct node *n, struct npeer *p, struct nver *v)
+{
+	struct nhave *h = have_find(p, v->name, v->version);
+	uint8_t *ones;
+
+	if (h == NULL || !p->in_sched || !v->in_sched || h->nchunks != v->n)
+		return;
+	if (!h->complete) {
+		sched_peer_have(n->sched, p->h, v->vid, h->bits, h->nchunks, node__now(n));
+		return;
+	}
+	ones = xmalloc((v->n + 7) / 8);
+	memset(ones, 0xff, (v->n + 7) / 8);
+	sched_peer_have(n->sched, p->h, v->vid, ones, v->n, node__now(n));
+	free(ones);
+}
+
+static void send_cancel_for(struct node *n, const struct sched_reqs *cancel)
+{
+	for (size_t i = 0; i < cancel->n; i++) {
+		struct npeer *p = cancel->v[i].peer < ARRAY_SIZE(n->by_handle)
+				      ? n->by_handle[cancel->v[i].peer]
+				      : NULL;
+
+		if (p == NULL)
+			continue;
+		for (struct nreq **pr = &p->reqs; *pr != NULL; pr = &(*pr)->next) {
+			struct nreq *r = *pr;
+
+			if (r->piece == NULL && memcmp(r->id, cancel->v[i].id, 32) == 0) {
+				struct wire_msg m = {.type = WIRE_CANCEL};
+
+				m.cancel.req = r->req;
+				send_msg(p, &m);
+				*pr = r->next;
+				p->nreqs--;
+				free(r->buf);
+				free(r);
+				break;
+			}
+		}
+	}
+}
+
+static void ver_sched_in(struct node *n, struct nver *v)
+{
+	struct sched_chunk *chunks;
+	uint8_t *local;
+	int rc;
+
+	if (v->in_sched || v->state != NV_READY || !v->wanted)
+		return;
+	chunks = xreallocarray(NULL, v->n, sizeof(*chunks));
+	for (uint32_t i = 0; i < v->n; i++) {
+		memcpy(chunks[i].id, v->refs[i].id, 32);
+		chunks[i].len = v->refs[i].enc_len;
+	}
+	local = v->present;
+	v->vid = n->next_vid++;
+	rc = sched_want(n->sched, v->vid, chunks, v->n, local, node__now(n));
+	free(chunks);
+	if (rc < 0) {
+		log_err(LOG_FETCH, "cannot fetch %s@%" PRIu64 ": %s", v->name, v->version,
+			ferry_errmsg(rc));
+		return;
+	}
+	v->in_sched = true;
+	if (v->started_ms == 0)
+		v->started_ms = node__now(n);
+	for (struct npeer *p = n->peers; p != NULL; p = p->next)
+		sched_have_replay(n, p, v);
+}
+
+static void ver_sched_out(struct node *n, struct nver *v)
+{
+	struct sched_reqs cancel = {0};
+
+	if (!v->in_sched)
+		return;
+	sched_unwant(n->sched, v->vid, &cancel);
+	send_cancel_for(n, &cancel);
+	sched_reqs_free(&cancel);
+	v->in_sched = false;
+}
+
+/* A complete version satisfies the fetches that asked for it (NAME@V, or NAME when it is the
+ * newest). */
+static void wants_drop(struct node *n, const struct nver *v)
+{
+	uint64_t newest = newest_of(n, v->name);
+
+	for (struct nwant **pw = &n->wants; *pw != NULL;) {
+		struct nwant *w = *pw;
+
+		if (strcmp(w->name, v->name) == 0 &&
+		    (w->version == v->version || (w->version == 0 && v->version == newest))) {
+			*pw = w->next;
+			free(w);
+		} else {
+			pw = &w->next;
+		}
+	}
+}
+
+static void ver_complete(struct node *n, struct nver *v)
+{
+	char sz[32];
+
+	v->state = NV_COMPLETE;
+	ver_sched_out(n, v);
+	if (v->recv_bytes > 0 || v->wanted)
+		log_notice(LOG_FETCH,
+			   "model %s version %" PRIu64 " complete (%" PRIu64
+			   " bytes from %u peers)",
+			   v->name, v->version, v->recv_bytes, v->nsources);
+	else
+		log_info(LOG_FETCH, "model %s version %" PRIu64 " is complete (%s)", v->name,
+			 v->version, fmt_bytes(sz, sizeof(sz), v->need_bytes));
+	wants_drop(n, v);
+	free(v->refs);
+	v->refs = NULL;
+	send_have_all(n, v);
+}
+
+/* The index is whole: lay out the positions, find what is present, start fetching. */
+static void ver_ready(struct node *n, struct nver *v)
+{
+	struct store_rd *rd;
+	uint32_t k = 0;
+	size_t total = 0;
+
+	for (uint32_t i = 0; i < v->npieces; i++)
+		total += v->piece_nrefs[i];
+	if (total > WIRE_HAVE_CHUNKS_MAX) {
+		log_err(LOG_FETCH, "%s@%" PRIu64 " has %zu chunks, more than the protocol's %u",
+			v->name, v->version, total, (unsigned)WIRE_HAVE_CHUNKS_MAX);
+		return;
+	}
+	v->n = (uint32_t)total;
+	v->refs = xreallocarray(NULL, total ? total : 1, sizeof(*v->refs));
+	for (uint32_t i = 0; i < v->npieces; i++) {
+		memcpy(v->refs + k, v->piece_refs[i], v->piece_nrefs[i] * sizeof(*v->refs));
+		k += (uint32_t)v->piece_nrefs[i];
+		free(v->piece_refs[i]);
+		v->piece_refs[i] = NULL;
+	}
+	v->present = xcalloc((total + 7) / 8 + 1, 1);
+	v->need_bytes = v->have_bytes = 0;
+	v->n_present = 0;
+	if (store_rd_begin(n->st, &rd) == 0) {
+		for (uint32_t i = 0; i < v->n; i++) {
+			v->need_bytes += v->refs[i].enc_len;
+			if (store_chunk_has(rd, v->refs[i].id)) {
+				bit_set(v->present, i);
+				v->n_present++;
+				v->have_bytes += v->refs[i].enc_len;
+			}
+		}
+		store_rd_end(rd);
+	}
+	if (v->n_present == v->n) {
+		v->state = NV_COMPLETE;
+		wants_drop(n, v);
+		free(v->refs);
+		v->refs = NULL;
+		send_have_all(n, v);
+		return;
+	}
+	v->state = NV_READY;
+	if (v->wanted)
+		log_info(LOG_FETCH,
+			 "fetching %s@%" PRIu64 ": %" PRIu64 " of %" PRIu64 " bytes present",
+			 v->name, v->version, v->have_bytes, v->need_bytes);
+	idmap_rebuild(n);
+	ver_sched_in(n, v);
+	send_have_all(n, v);
+}
+
+static void fetch_pieces(struct node *n, struct nver *v);
+
+void node__version_known(struct node *n, struct manifest *m, const uint8_t hash[32])
+{
+	struct nver *v = node__ver_find(n, m->name, m->version);
+	struct store_rd *rd = NULL;
+	uint32_t np = 0, k = 0;
+	bool wanted;
+
+	if (v != NULL) {
+		manifest_free(m);
+		node__wants_update(n);
+		return;
+	}
+	wanted = is_wanted(n, m->name, m->version);
+	for (uint32_t f = 0; f < m->nfiles; f++)
+		np += m->files[f].npieces;
+
+	v = xcalloc(1, sizeof(*v));
+	v->m = m;
+	v->name = m->name;
+	v->version = m->version;
+	memcpy(v->hash, hash, 32);
+	v->wanted = wanted;
+	v->npieces = np;
+	v->piece_ids = xreallocarray(NULL, np ? np : 1, 32);
+	v->piece_refs = xcalloc(np ? np : 1, sizeof(*v->piece_refs));
+	v->piece_nrefs = xcalloc(np ? np : 1, sizeof(*v->piece_nrefs));
+	v->piece_asked = xcalloc(np ? np : 1, 1);
+	v->piece_tries = xcalloc(np ? np : 1, sizeof(*v->piece_tries));
+	for (uint32_t f = 0; f < m->nfiles; f++)
+		for (uint32_t i = 0; i < m->files[f].npieces; i++)
+			memcpy(v->piece_ids[k++], m->files[f].pieces[i], 32);
+
+	if (store_rd_begin(n->st, &rd) == 0) {
+		for (uint32_t i = 0; i < np; i++) {
+			const uint8_t *enc;
+			size_t len, raw_len;
+			int tag;
+
+			if (store_chunk_get(rd, v->piece_ids[i], &enc, &len) != 0)
+				continue;
+			if (codec_peek(enc, len, &tag, &raw_len) != 0 || tag != CODEC_RAW ||
+			    raw_len != len - CODEC_HDR_LEN ||
+			    index_decode(enc + CODEC_HDR_LEN, raw_len, &v->piece_refs[i],
+					 &v->piece_nrefs[i]) != 0)
+				continue;
+			v->pieces_present++;
+		}
+		store_rd_end(rd);
+	}
+	if (!wanted && v->pieces_present < np) {
+		/* Neither fetched nor whole enough to offer: leave it to the catalog. */
+		for (uint32_t i = 0; i < np; i++)
+			free(v->piece_refs[i]);
+		free(v->piece_ids);
+		free(v->piece_refs);
+		free(v->piece_nrefs);
+		free(v->piece_asked);
+		free(v->piece_tries);
+		free(v);
+		manifest_free(m);
+		node__wants_update(n);
+		return;
+	}
+	v->next = n->vers;
+	n->vers = v;
+	if (v->pieces_present == np) {
+		ver_ready(n, v);
+	} else {
+		v->state = NV_NEED_INDEX;
+		log_info(LOG_FETCH,
+			 "fetching the index of %s@%" PRIu64 " (%u of %u pieces present)", v->name,
+			 v->version, v->pieces_present, np);
+		fetch_pieces(n, v);
+	}
+	node__wants_update(n);
+}
+
+/* Stored versions that became wanted (reload, fetch) but are not tracked yet. */
+static void track_stored_wanted(struct node *n)
+{
+	for (size_t i = 0; i < n->nnewest; i++) {
+		const struct gossip_entry *e = &n->newest[i];
+		struct manifest *m = NULL;
+
+		if (!is_wanted(n, e->name, e->version) || node__ver_find(n, e->name, e->version))
+			continue;
+		if (catalog_load(n->st, &n->trust, e->name, e->version, &m) == 0)
+			node__version_known(n, m, e->hash);
+	}
+	for (struct nwant *w = n->wants; w != NULL; w = w->next) {
+		struct manifest *m = NULL;
+		struct store_rd *rd;
+		const uint8_t *bytes;
+		size_t len;
+		uint8_t hash[32];
+
+		if (w->version == 0 || node__ver_find(n, w->name, w->version))
+			continue;
+		if (store_rd_begin(n->st, &rd) < 0)
+			continue;
+		if (store_manifest_get(rd, w->name, w->version, &bytes, &len) == 0 &&
+		    manifest_open(bytes, len, &n->trust, &m, hash) == 0) {
+			store_rd_end(rd);
+			node__version_known(n, m, hash);
+			/* The list may have changed (completion removes wants): start over later.
+			 */
+			return;
+		}
+		store_rd_end(rd);
+	}
+}
+
+void node__wants_update(struct node *n)
+{
+	/* version_known calls back in here; one pass at a time is enough. */
+	if (n->wants_busy)
+		return;
+	n->wants_busy = true;
+	track_stored_wanted(n);
+	for (struct nver *v = n->vers; v != NULL; v = v->next) {
+		bool w = is_wanted(n, v->name, v->version);
+
+		v->explicit = is_explicit(n, v->name, v->version);
+		if (w == v->wanted)
+			continue;
+		v->wanted = w;
+		if (w) {
+			if (v->state != NV_COMPLETE)
+				log_info(LOG_FETCH, "now fetching %s@%" PRIu64, v->name,
+					 v->version);
+			if (v->state == NV_READY)
+				ver_sched_in(n, v);
+			else if (v->state == NV_NEED_INDEX)
+				fetch_pieces(n, v);
+		} else {
+			if (v->state != NV_COMPLETE)
+				log_info(LOG_FETCH, "no longer fetching %s@%" PRIu64, v->name,
+					 v->version);
+			ver_sched_out(n, v);
+		}
+	}
+	n->wants_busy = false;
+	node__fetch_poll(n);
+}
+
+void node__ver_progress(struct node *n, struct nver *v, struct node_progress *out)
+{
+	struct sched_progress sp;
+
+	memset(out, 0, sizeof(*out));
+	out->version = v->version;
+	out->need_bytes = v->need_bytes;
+	out->have_bytes = v->have_bytes;
+	out->complete = v->state == NV_COMPLETE;
+	if (v->state == NV_COMPLETE)
+		out->have_bytes = out->need_bytes;
+	if (v->in_sched && sched_progress(n->sched, v->vid, node__now(n), &sp) == 0) {
+		out->inflight_bytes = sp.inflight_bytes;
+		out->sources = sp.sources;
+		out->rate_bps = (double)sp.rate_bps;
+	}
+}
+
+/* ---- requests ---- */
+
+static struct nreq *req_new(struct npeer *p, const uint8_t id[32])
+{
+	struct nreq *r = xcalloc(1, sizeof(*r));
+
+	r->req = p->next_req++;
+	memcpy(r->id, id, 32);
+	r->sent_ms = node__now(p->n);
+	r->next = p->reqs;
+	p->reqs = r;
+	p->nreqs++;
+	return r;
+}
+
+static void req_send(struct npeer *p, const struct nreq *r)
+{
+	struct wire_msg m = {.type = WIRE_CHUNK_REQ};
+
+	m.chunk_req.req = r->req;
+	memcpy(m.chunk_req.id, r->id, 32);
+	m.chunk_req.offset = 0;
+	send_msg(p, &m);
+}
+
+/* The peer to ask for a piece of v: one that said HAVE for v, rotating with each try. */
+static struct npeer *piece_source(struct node *n, struct nver *v, uint32_t tries)
+{
+	struct npeer *cand[64];
+	size_t k = 0;
+
+	for (struct npeer *p = n->peers; p != NULL && k < ARRAY_SIZE(cand); p = p->next)
+		if (p->c != NULL && have_find(p, v->name, v->version) != NULL)
+			cand[k++] = p;
+	if (k == 0)
+		for (struct npeer *p = n->peers; p != NULL && k < ARRAY_SIZE(cand); p = p->next)
+			if (p->c != NULL)
+				cand[k++] = p;
+	return k ? cand[tries % k] : NULL;
+}
+
+static void fetch_pieces(struct node *n, struct nver *v)
+{
+	if (n->stopping || v->state != NV_NEED_INDEX || !v->wanted)
+		return;
+	for (uint32_t i = 0; i < v->npieces; i++) {
+		struct npeer *p;
+		struct nreq *r;
+
+		if (v->piece_refs[i] != NULL || v->piece_asked[i])
+			continue;
+		p = piece_source(n, v, v->piece_tries[i]);
+		if (p == NULL)
+			return;
+		r = req_new(p, v->piece_ids[i]);
+		r->piece = v;
+		r->piece_idx = i;
+		v->piece_asked[i] = 1;
+		req_send(p, r);
+	}
+}
+
+void node__fetch_poll(struct node *n)
+{
+	struct sched_reqs reqs = {0};
+
+	if (n->stopping || n->sq == NULL || storeq_busy(n->sq))
+		return;
+	if (sched_poll(n->sched, node__now(n), &reqs) < 0)
+		return;
+	for (size_t i = 0; i < reqs.n; i++) {
+		struct npeer *p =
+		    reqs.v[i].peer < ARRAY_SIZE(n->by_handle) ? n->by_handle[reqs.v[i].peer] : NULL;
+		struct nreq *r;
+
+		if (p == NULL || p->c == NULL)
+			continue;
+		r = req_new(p, reqs.v[i].id);
+		r->want_len = reqs.v[i].len;
+		req_send(p, r);
+	}
+	sched_reqs_free(&reqs);
+}
+
+static void req_unlink(struct npeer *p, struct nreq *r)
+{
+	for (struct nreq **pr = &p->reqs; *pr != NULL; pr = &(*pr)->next) {
+		if (*pr == r) {
+			*pr = r->next;
+			p->nreqs--;
+			return;
+		}
+	}
+}
+
+static struct nreq *req_find(struct npeer *p, uint32_t req)
+{
+	for (struct nreq *r = p->reqs; r != NULL; r = r->next)
+		if (r->req == req)
+			return r;
+	return NULL;
+}
+
+/* ---- peers coming and going ---- */
+
+void node__peer_up_fetch(struct node *n, struct npeer *p)
+{
+	for (struct nver *v = n->vers; v != NULL; v = v->next)
+		send_have(p, v);
+	for (struct nver *v = n->vers; v != NULL; v = v->next)
+		fetch_pieces(n, v);
+	node__fetch_poll(n);
+}
+
+static void serve_free(struct nserve *s)
+{
+	free(s->enc);
+	free(s);
+}
+
+void node__peer_down_fetch(struct node *n, struct npeer *p)
+{
+	while (p->reqs != NULL) {
+		struct nreq *r = p->reqs;
+
+		p->reqs = r->next;
+		if (r->piece != NULL)
+			r->piece->piece_asked[r->piece_idx] = 0;
+		free(r->buf);
+		free(r);
+	}
+	p->nreqs = 0;
+	while (p->serve != NULL) {
+		struct nserve *s = p->serve;
+
+		p->serve = s->next;
+		serve_free(s);
+	}
+	p->serve_tail = &p->serve;
+	p->nserve = 0;
+	while (p->haves != NULL) {
+		struct nhave *h = p->haves;
+
+		p->haves = h->next;
+		free(h->bits);
+		free(h);
+	}
+	p->have_bytes = 0;
+	p->nhaves = 0;
+	uv_timer_stop(&p->read_timer);
+	uv_timer_stop(&p->send_timer);
+	/* Index pieces asked of p go to another peer (sched does the same for chunks). */
+	p->c = NULL;
+	for (struct nver *v = n->vers; v != NULL; v = v->next)
+		fetch_pieces(n, v);
+}
+
+/* ---- HAVE and HAVE_ADD ---- */
+
+void node__on_have(struct node *n, struct npeer *p, const struct wire_msg *m)
+{
+	const struct wire_have *w = &m->have;
+	struct nhave *h = have_find(p, w->name, w->version);
+	struct nver *v = node__ver_find(n, w->name, w->version);
+	size_t bytes = ((size_t)w->nchunks + 7) / 8;
+
+	if (h != NULL && h->nchunks != w->nchunks) {
+		p->have_bytes -= h->bits ? bytes : 0;
+		free(h->bits);
+		h->bits = NULL;
+		h->complete = false;
+		h->nchunks = w->nchunks;
+	}
+	if (h == NULL) {
+		if (p->nhaves >= NODE_HAVE_VERSIONS)
+			return;
+		p->nhaves++;
+		h = xcalloc(1, sizeof(*h));
+		snprintf(h->name, sizeof(h->name), "%s", w->name);
+		h->version = w->version;
+		h->nchunks = w->nchunks;
+		h->next = p->haves;
+		p->haves = h;
+	}
+	if (w->complete) {
+		if (h->bits != NULL)
+			p->have_bytes -= bytes;
+		free(h->bits);
+		h->bits = NULL;
+		h->complete = true;
+	} else if (!h->complete) {
+		if (h->bits == NULL) {
+			if (p->have_bytes + bytes > NODE_HAVE_BUDGET)
+				return;
+			h->bits = xcalloc(bytes ? bytes : 1, 1);
+			p->have_bytes += bytes;
+		}
+		if (w->first / 8 < bytes)
+			memcpy(h->bits + w->first / 8, w->bitmap,
+			       MIN(w->bitmap_len, bytes - w->first / 8));
+	}
+	if (v == NULL)
+		return;
+	if (v->state == NV_READY)
+		sched_have_replay(n, p, v);
+	else if (v->state == NV_NEED_INDEX)
+		fetch_pieces(n, v);
+	node__fetch_poll(n);
+}
+
+void node__on_have_add(struct node *n, struct npeer *p, const struct wire_msg *m)
+{
+	const struct wire_have_add *w = &m->have_add;
+	struct nhave *h = have_find(p, w->name, w->version);
+	struct nver *v = node__ver_find(n, w->name, w->version);
+
+	if (h == NULL || h->complete || h->bits == NULL)
+		return;
+	for (uint32_t i = 0; i < w->n; i++) {
+		uint32_t pos = w->positions[i];
+
+		if (pos >= h->nchunks)
+			continue;
+		bit_set(h->bits, pos);
+		if (v != NULL && v->state == NV_READY && v->in_sched && p->in_sched && pos < v->n &&
+		    h->nchunks == v->n)
+			sched_peer_have_chunk(n->sched, p->h, v->refs[pos].id, node__now(n));
+	}
+	node__fetch_poll(n);
+}
+
+/* ---- receiving chunk data ---- */
+
+static __thread struct codec_ctx *tl_codec;
+
+struct verify_job {
+	uv_work_t w;
+	struct node *n;
+	uint8_t peer_id[32];
+	uint32_t h;
+	uint8_t id[32];
+	uint8_t *enc;
+	size_t len;
+	struct nver *piece; /* NULL for a chunk */
+	uint32_t piece_idx;
+	struct chunk_ref *refs; /* a piece's decoded entries */
+	size_t nrefs;
+	int rc;
+	char msg[256];
+};
+
+static void verify_work(uv_work_t *w)
+{
+	struct verify_job *j = w->data;
+	uint8_t got[32], *raw = NULL;
+	size_t raw_len = 0, out_len = 0;
+	int tag, rc;
+
+	if (tl_codec == NULL)
+		tl_codec = codec_ctx_new();
+	rc = codec_peek(j->enc, j->len, &tag, &raw_len);
+	if (rc == 0 && j->piece != NULL && tag != CODEC_RAW)
+		rc = ferry_errf(FERRY_EFORMAT, "an index piece encoded as %s, not raw",
+				codec_name(tag));
+	if (rc == 0) {
+		raw = xmalloc(raw_len ? raw_len : 1);
+		rc = codec_decode(tl_codec, j->enc, j->len, raw, raw_len, &out_len);
+	}
+	if (rc == 0) {
+		fcrypto_id(got, raw, out_len);
+		if (!fcrypto_equal(got, j->id, 32))
+			rc = ferry_errf(FERRY_ECORRUPT, "the bytes do not match the id");
+	}
+	if (rc == 0 && j->piece != NULL)
+		rc = index_decode(raw, out_len, &j->refs, &j->nrefs);
+	if (rc < 0)
+		snprintf(j->msg, sizeof(j->msg), "%s", ferry_errmsg(rc));
+	free(raw);
+	j->rc = rc;
+}
+
+static struct npeer *peer_of(struct node *n, uint32_t h, const uint8_t id[32])
+{
+	struct npeer *p = h < ARRAY_SIZE(n->by_handle) ? n->by_handle[h] : NULL;
+
+	return p != NULL && p->c != NULL && memcmp(p->id, id, 32) == 0 ? p : NULL;
+}
+
+static void source_note(struct nver *v, const uint8_t peer[32], size_t bytes)
+{
+	v->recv_bytes += bytes;
+	for (uint32_t i = 0; i < v->nsources; i++)
+		if (memcmp(v->sources[i], peer, 32) == 0)
+			return;
+	if (v->nsources < SOURCES_MAX) {
+		v->sources = xreallocarray(v->sources, v->nsources + 1, 32);
+		memcpy(v->sources[v->nsources++], peer, 32);
+	}
+}
+
+/*
+ * p sent something that is not what it claimed (a chunk or index piece
+ * that does not match its id, or data that breaks the request's rules):
+ * the scheduler records the offence and says whether to drop or ban; the
+ * connection is closed either way.
+ */
+static void peer_offence(struct node *n, struct npeer *p, const uint8_t id[32])
+{
+	struct sched_verdict verdict = {0};
+	uint64_t now = node__now(n);
+	char pid[ID_SHORT_LEN];
+
+	/* What was already on its way from a dropped peer is not held against it again. */
+	if (p->dropped)
+		return;
+	p->dropped = true;
+	if (p->in_sched && sched_chunk_bad(n->sched, p->h, id, now, &verdict) == 0 &&
+	    verdict.action == SCHED_BAN)
+		log_warn(LOG_FETCH, "banning peer %s for %" PRIu64 " s after %u bad chunks",
+			 sid(pid, p->id), (verdict.ban_until - now) / 1000u, verdict.offences);
+	peer_conn_close(p->c, FERRY_ECORRUPT);
+}
+
+static void piece_verified(struct node *n, struct verify_job *j, struct npeer *p)
+{
+	struct nver *v = j->piece;
+	char pid[ID_SHORT_LEN], cid[ID_SHORT_LEN];
+
+	v->piece_asked[j->piece_idx] = 0;
+	if (j->rc < 0) {
+		v->piece_tries[j->piece_idx]++;
+		log_warn(LOG_FETCH, "peer %s sent a bad index piece %s of %s@%" PRIu64 ": %s",
+			 sid(pid, j->peer_id), sid(cid, j->id), v->name, v->version, j->msg);
+		if (p != NULL)
+			peer_offence(n, p, j->id);
+		free(j->enc);
+		fetch_pieces(n, v);
+		return;
+	}
+	if (v->piece_refs[j->piece_idx] == NULL) {
+		v->piece_refs[j->piece_idx] = j->refs;
+		v->piece_nrefs[j->piece_idx] = j->nrefs;
+		j->refs = NULL;
+		v->pieces_present++;
+	}
+	storeq_put(n->sq, j->id, j->enc, j->len);
+	if (v->state == NV_NEED_INDEX && v->pieces_present == v->npieces)
+		ver_ready(n, v);
+}
+
+static void chunk_verified(struct node *n, struct verify_job *j, struct npeer *p)
+{
+	struct sched_reqs cancel = {0};
+	uint64_t now = node__now(n);
+	char pid[ID_SHORT_LEN], cid[ID_SHORT_LEN];
+
+	if (j->rc < 0) {
+		log_warn(LOG_FETCH, "peer %s sent a bad chunk %s: %s", sid(pid, j->peer_id),
+			 sid(cid, j->id), j->msg);
+		free(j->enc);
+		if (p != NULL)
+			peer_offence(n, p, j->id);
+		return;
+	}
+	sched_chunk_done(n->sched, p != NULL ? p->h : SCHED_PEER_NONE, j->id, now, &cancel);
+	send_cancel_for(n, &cancel);
+	sched_reqs_free(&cancel);
+	/* Credit the versions it belongs to, for the completion line. */
+	{
+		struct idslot *s = idmap_slot(n->idmap, j->id);
+
+		if (s->head != UINT32_MAX) {
+			struct nver *last = NULL;
+
+			for (uint32_t k = s->head; k != UINT32_MAX; k = n->idmap->pool[k].next) {
+				struct nver *v = n->idmap->pool[k].v;
+
+				if (v != last)
+					source_note(v, j->peer_id, j->len);
+				last = v;
+			}
+		}
+	}
+	storeq_put(n->sq, j->id, j->enc, j->len);
+}
+
+static void verify_done(uv_work_t *w, int status)
+{
+	struct verify_job *j = w->data;
+	struct node *n = j->n;
+	struct npeer *p = peer_of(n, j->h, j->peer_id);
+
+	n->pending_work--;
+	if (j->rc == 0)
+		n->chunks_verified++;
+	else
+		n->chunks_rejected++;
+	if (n->stopping) {
+		/* Still worth keeping: the store thread commits it before it ends. */
+		if (j->rc == 0 && n->sq != NULL) {
+			storeq_put(n->sq, j->id, j->enc, j->len);
+			j->enc = NULL;
+		}
+		free(j->enc);
+		free(j->refs);
+		free(j);
+		node__stop_progress(n);
+		return;
+	}
+	if (j->piece != NULL)
+		piece_verified(n, j, p);
+	else
+		chunk_verified(n, j, p);
+	free(j->refs);
+	free(j);
+	node__fetch_poll(n);
+}
+
+static void verify_submit(struct node *n, struct npeer *p, struct nreq *r)
+{
+	struct verify_job *j = xcalloc(1, sizeof(*j));
+	int rc;
+
+	j->w.data = j;
+	j->n = n;
+	memcpy(j->peer_id, p->id, 32);
+	j->h = p->h;
+	memcpy(j->id, r->id, 32);
+	j->enc = r->buf;
+	j->len = r->total;
+	j->piece = r->piece;
+	j->piece_idx = r->piece_idx;
+	r->buf = NULL;
+	rc = uv_queue_work(n->loop, &j->w, verify_work, verify_done);
+	if (rc < 0) {
+		log_err(LOG_FETCH, "cannot queue a chunk check: %s", uv_strerror(rc));
+		if (j->piece != NULL)
+			j->piece->piece_asked[j->piece_idx] = 0;
+		free(j->enc);
+		free(j);
+		return;
+	}
+	n->pending_work++;
+}
+
+static void on_read_timer(uv_timer_t *t)
+{
+	struct npeer *p = t->data;
+
+	if (p->c != NULL && p->read_paused) {
+		p->read_paused = false;
+		peer_conn_set_reading(p->c, true);
+	}
+}
+
+static enum ratelimit_class rl_class(const struct npeer *p)
+{
+	return p->lan ? RL_LAN : RL_WAN;
+}
+
+/* A bad or inconsistent answer: the peer is dropped (as for a bad chunk). */
+static void data_bad(struct node *n, struct npeer *p, struct nreq *r, const char *why)
+{
+	char pid[ID_SHORT_LEN], cid[ID_SHORT_LEN];
+
+	log_warn(LOG_FETCH, "peer %s: %s for %s %s", sid(pid, p->id), why,
+		 r->piece ? "index piece" : "chunk", sid(cid, r->id));
+	peer_offence(n, p, r->id);
+}
+
+void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg *m)
+{
+	const struct wire_chunk_data *d = &m->chunk_data;
+	struct nreq *r = req_find(p, d->req);
+	struct gossip_peer *g = gossip_book_get(n->book, p->id);
+	uint64_t now = node__now(n), wait;
+
+	p->bytes_received += d->len;
+	n->bytes_received += d->len;
+	n->rx_link[p->lan ? 0 : 1] += d->len;
+	if (g != NULL)
+		g->bytes_received += d->len;
+	wait = ratelimit_charge(n->rl, RL_DOWN, rl_class(p), d->len + 32, now);
+	if (wait > 0 && !p->read_paused) {
+		p->read_paused = true;
+		peer_conn_set_reading(p->c, false);
+		uv_timer_start(&p->read_timer, on_read_timer, wait, 0);
+	}
+	if (r == NULL)
+		return; /* cancelled: the rest is still on its way */
+	if (r->buf == NULL) {
+		if (r->piece == NULL && d->total != r->want_len) {
+			data_bad(n, p, r, "wrong length");
+			return;
+		}
+		if (d->total > WIRE_CHUNK_ENC_MAX) {
+			data_bad(n, p, r, "too long");
+			return;
+		}
+		r->total = d->total;
+		r->buf = xmalloc(d->total);
+	}
+	if (d->total != r->total || d->offset != r->got || d->len > r->total - r->got) {
+		data_bad(n, p, r, "data out of order");
+		return;
+	}
+	memcpy(r->buf + r->got, d->data, d->len);
+	r->got += (uint32_t)d->len;
+	if (r->piece == NULL)
+		sched_chunk_progress(n->sched, p->h, r->id, (uint32_t)d->len, now);
+	if (r->got < r->total)
+		return;
+	req_unlink(p, r);
+	verify_submit(n, p, r);
+	free(r->buf);
+	free(r);
+}
+
+void node__on_chunk_none(struct node *n, struct npeer *p, const struct wire_msg *m)
+{
+	struct nreq *r = req_find(p, m->chunk_none.req);
+	char pid[ID_SHORT_LEN], cid[ID_SHORT_LEN];
+
+	if (r == NULL)
+		return;
+	req_unlink(p, r);
+	log_debug(LOG_FETCH, "peer %s has no %s", sid(pid, p->id), sid(cid, r->id));
+	if (r->piece != NULL) {
+		/* The next peer is asked on the next tick or HAVE, not in a tight loop. */
+		r->piece->piece_asked[r->piece_idx] = 0;
+		r->piece->piece_tries[r->piece_idx]++;
+	} else {
+		/*
+		 * It advertised the chunk and no longer has it (collected since).
+		 * sched has no "forget one holder" call: forget the peer's holdings
+		 * and replay them without this chunk.
+		 */
+		uint64_t now = node__now(n);
+
+		for (struct nver *v = n->vers; v != NULL; v = v->next) {
+			struct nhave *h = have_find(p, v->name, v->version);
+
+			if (v->state != NV_READY || h == NULL || h->nchunks != v->n)
+				continue;
+			if (h->complete) {
+				h->bits = xmalloc((h->nchunks + 7) / 8 + 1);
+				memset(h->bits, 0xff, (h->nchunks + 7) / 8 + 1);
+				h->complete = false;
+			}
+			for (uint32_t i = 0; i < v->n; i++)
+				if (memcmp(v->refs[i].id, r->id, 32) == 0)
+					h->bits[i / 8] &= (uint8_t) ~(1u << (i % 8));
+		}
+		sched_peer_remove(n->sched, p->h, now);
+		p->in_sched =
+		    sched_peer_add(n->sched, p->h, p->id, p->lan ? SCHED_LAN : SCHED_WAN, now) == 0;
+		for (struct nver *v = n->vers; v != NULL; v = v->next)
+			if (v->state == NV_READY)
+				sched_have_replay(n, p, v);
+	}
+	free(r->buf);
+	free(r);
+	node__fetch_poll(n);
+}
+
+/* ---- serving ---- */
+
+static void on_send_timer(uv_timer_t *t)
+{
+	struct npeer *p = t->data;
+
+	p->send_waiting = false;
+	node__serve_pump(p);
+}
+
+static void serve_pop(struct npeer *p)
+{
+	struct nserve *s = p->serve;
+
+	p->serve = s->next;
+	if (p->serve == NULL)
+		p->serve_tail = &p->serve;
+	p->nserve--;
+	p->send_booked = false;
+	serve_free(s);
+}
+
+static void send_none(struct npeer *p, uint32_t req)
+{
+	struct wire_msg m = {.type = WIRE_CHUNK_NONE};
+
+	m.chunk_none.req = req;
+	send_msg(p, &m);
+}
+
+/* Copy the head request's chunk out of the store; false if it is not there. */
+static bool serve_load(struct node *n, struct nserve *s)
+{
+	struct store_rd *rd;
+	const uint8_t *enc;
+	size_t len;
+	bool ok = false;
+
+	if (store_rd_begin(n->st, &rd) < 0)
+		return false;
+	if (store_chunk_get(rd, s->id, &enc, &len) == 0 && s->offset < len) {
+		s->enc = xmalloc(len);
+		memcpy(s->enc, enc, len);
+		s->len = len;
+		s->pos = s->offset;
+		ok = true;
+	}
+	store_rd_end(rd);
+	/* The test hook spares index pieces, so a receiver gets as far as asking for data. */
+	if (ok && n->test_corrupt_serve &&
+	    !(len >= CODEC_HDR_LEN + 4 && memcmp(s->enc + CODEC_HDR_LEN, "FIDX", 4) == 0))
+		s->enc[len / 2] ^= 0x5a;
+	return ok;
+}
+
+void node__serve_pump(struct npeer *p)
+{
+	struct node *n = p->n;
+
+	while (p->c != NULL && p->serve != NULL && !p->send_waiting &&
+	       peer_conn_queued(p->c) < PEER_LOWAT) {
+		struct nserve *s = p->serve;
+		struct wire_msg m = {.type = WIRE_CHUNK_DATA};
+		struct gossip_peer *g;
+		size_t frame;
+
+		if (s->enc == NULL && !serve_load(n, s)) {
+			send_none(p, s->req);
+			serve_pop(p);
+			continue;
+		}
+		frame = MIN(s->len - s->pos, (size_t)WIRE_CHUNK_DATA_MAX);
+		if (!p->send_booked) {
+			uint64_t wait =
+			    ratelimit_take(n->rl, RL_UP, rl_class(p), frame + 32, node__now(n));
+
+			p->send_booked = true;
+			if (wait > 0) {
+				p->send_waiting = true;
+				uv_timer_start(&p->send_timer, on_send_timer, wait, 0);
+				return;
+			}
+		}
+		m.chunk_data.req = s->req;
+		m.chunk_data.offset = (uint32_t)s->pos;
+		m.chunk_data.total = (uint32_t)s->len;
+		m.chunk_data.data = s->enc + s->pos;
+		m.chunk_data.len = frame;
+		if (peer_conn_send(p->c, &m) < 0)
+			return;
+		p->send_booked = false;
+		s->pos += frame;
+		p->bytes_served += frame;
+		n->bytes_served += frame;
+		n->tx_link[p->lan ? 0 : 1] += frame;
+		g = gossip_book_get(n->book, p->id);
+		if (g != NULL)
+			g->bytes_served += frame;
+		if (s->pos == s->len)
+			serve_pop(p);
+	}
+}
+
+void node__on_chunk_req(struct node *n, struct npeer *p, const struct wire_msg *m)
+{
+	const struct wire_chunk_req *q = &m->chunk_req;
+	struct nserve *s;
+
+	if (p->nserve >= NODE_SERVE_MAX) {
+		send_none(p, q->req);
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->req = q->req;
+	memcpy(s->id, q->id, 32);
+	s->offset = q->offset;
+	*p->serve_tail = s;
+	p->serve_tail = &s->next;
+	p->nserve++;
+	node__serve_pump(p);
+}
+
+void node__on_cancel(struct node *n, struct npeer *p, const struct wire_msg *m)
+{
+	for (struct nserve **ps = &p->serve; *ps != NULL; ps = &(*ps)->next) {
+		struct nserve *s = *ps;
+
+		if (s->req != m->cancel.req)
+			continue;
+		if (s == p->serve) {
+			serve_pop(p);
+		} else {
+			*ps = s->next;
+			if (*ps == NULL)
+				p->serve_tail = ps;
+			p->nserve--;
+			serve_free(s);
+		}
+		break;
+	}
+	node__serve_pump(p);
+}
+
+/* ---- commits ---- */
+
+void node__on_commit(void *arg, const uint8_t (*ids)[32], size_t cnt)
+{
+	struct node *n = arg;
+	struct nver **touched = NULL;
+	uint32_t **adds = NULL;
+	size_t *nadds = NULL, ntouched = 0;
+
+	for (size_t i = 0; i < cnt; i++) {
+		struct idslot *s = idmap_slot(n->idmap, ids[i]);
+
+		if (s->head == UINT32_MAX)
+			continue;
+		for (uint32_t k = s->head; k != UINT32_MAX; k = n->idmap->pool[k].next) {
+			struct nver *v = n->idmap->pool[k].v;
+			uint32_t pos = n->idmap->pool[k].pos;
+			size_t t;
+
+			if (v->state != NV_READY || bit_get(v->present, pos))
+				continue;
+			bit_set(v->present, pos);
+			v->n_present++;
+			v->have_bytes += v->refs[pos].enc_len;
+			for (t = 0; t < ntouched && touched[t] != v; t++)
+				;
+			if (t == ntouched) {
+				touched = xreallocarray(touched, ntouched + 1, sizeof(*touched));
+				adds = xreallocarray(adds, ntouched + 1, sizeof(*adds));
+				nadds = xreallocarray(nadds, ntouched + 1, sizeof(*nadds));
+				touched[t] = v;
+				adds[t] = NULL;
+				nadds[t] = 0;
+				ntouched++;
+			}
+			adds[t] = xreallocarray(adds[t], nadds[t] + 1, sizeof(**adds));
+			adds[t][nadds[t]++] = pos;
+		}
+	}
+	log_debug(LOG_FETCH, "committed %zu chunks; %" PRIu64 " bytes received in all", cnt,
+		  n->bytes_received);
+	for (size_t t = 0; t < ntouched; t++) {
+		struct nver *v = touched[t];
+
+		for (size_t off = 0; off < nadds[t] && !n->stopping; off += WIRE_HAVE_ADD_MAX) {
+			struct wire_msg m = {.type = WIRE_HAVE_ADD};
+
+			snprintf(m.have_add.name, sizeof(m.have_add.name), "%s", v->name);
+			m.have_add.version = v->version;
+			m.have_add.n = (uint32_t)MIN(nadds[t] - off, (size_t)WIRE_HAVE_ADD_MAX);
+			m.have_add.positions = adds[t] + off;
+			for (struct npeer *p = n->peers; p != NULL; p = p->next)
+				send_msg(p, &m);
+		}
+		free(adds[t]);
+	}
+	for (size_t t = 0; t < ntouched; t++)
+		if (touched[t]->n_present == touched[t]->n)
+			ver_complete(n, touched[t]);
+	for (size_t t = 0; t < ntouched; t++) {
+		if (touched[t]->state == NV_COMPLETE) {
+			idmap_rebuild(n);
+			break;
+		}
+	}
+	free(touched);
+	free(adds);
+	free(nadds);
+	node__fetch_poll(n);
+}
+
+/* ---- timers, limits ---- */
+
+static void ask_wanted_manifests(struct node *n)
+{
+	for (struct nwant *w = n->wants; w != NULL; w = w->next) {
+		struct wire_msg m = {.type = WIRE_MANIFEST_REQ};
+
+		if ((w->version != 0 && node__ver_find(n, w->name, w->version) != NULL) ||
+		    (w->version == 0 && newest_of(n, w->name) != 0))
+			continue;
+		snprintf(m.manifest_req.name, sizeof(m.manifest_req.name), "%s", w->name);
+		m.manifest_req.version = w->version;
+		for (struct npeer *p = n->peers; p != NULL; p = p->next)
+			send_msg(p, &m);
+	}
+}
+
+void node__fetch_tick(struct node *n)
+{
+	struct sched_reqs cancel = {0};
+	uint64_t now = node__now(n);
+
+	sched_tick(n->sched, now, &cancel);
+	send_cancel_for(n, &cancel);
+	sched_reqs_free(&cancel);
+	/* Index pieces nobody answered go to the next peer. */
+	for (struct npeer *p = n->peers; p != NULL; p = p->next) {
+		for (struct nreq **pr = &p->reqs; *pr != NULL;) {
+			struct nreq *r = *pr;
+
+			if (r->piece == NULL || now - r->sent_ms < NODE_PIECE_TIMEOUT_MS) {
+				pr = &r->next;
+				continue;
+			}
+			{
+				struct wire_msg m = {.type = WIRE_CANCEL};
+
+				m.cancel.req = r->req;
+				send_msg(p, &m);
+			}
+			r->piece->piece_asked[r->piece_idx] = 0;
+			r->piece->piece_tries[r->piece_idx]++;
+			*pr = r->next;
+			p->nreqs--;
+			free(r->buf);
+			free(r);
+		}
+	}
+	for (struct nver *v = n->vers; v != NULL; v = v->next)
+		fetch_pieces(n, v);
+	if (now - n->last_ask_ms >= WANT_ASK_MS) {
+		n->last_ask_ms = now;
+		ask_wanted_manifests(n);
+	}
+	node__fetch_poll(n);
+}
+
+void node__limits_apply(struct node *n)
+{
+	static const enum ratelimit_which which[] = {RL_DOWNLOAD, RL_UPLOAD, RL_WAN_DOWNLOAD,
+						     RL_WAN_UPLOAD, RL_WAN_WINDOW};
+	uint64_t want[ARRAY_SIZE(which)], window = 0;
+	uint64_t now = node__now(n);
+
+	config_wan_rate_at(n->cfg, time(NULL), &window);
+	want[0] = n->cfg->download_rate;
+	want[1] = n->cfg->upload_rate;
+	want[2] = n->cfg->wan_download_rate;
+	want[3] = n->cfg->wan_upload_rate;
+	want[4] = window;
+	for (size_t i = 0; i < ARRAY_SIZE(which); i++)
+		if (ratelimit_get(n->rl, which[i]) != want[i])
+			ratelimit_set(n->rl, which[i], want[i], now);
+}
+
+/* ---- setup ---- */
+
+void node__fetch_init(struct node *n)
+{
+	n->idmap = xcalloc(1, sizeof(*n->idmap));
+	idmap_reset(n->idmap, 0);
+}
+
+void node__fetch_free(struct node *n)
+{
+	while (n->vers != NULL) {
+		struct nver *v = n->vers;
+
+		n->vers = v->next;
+		for (uint32_t i = 0; i < v->npieces; i++)
+			free(v->piece_refs[i]);
+		free(v->piece_ids);
+		free(v->piece_refs);
+		free(v->piece_nrefs);
+		free(v->piece_asked);
+		free(v->piece_tries);
+		free(v->refs);
+		free(v->present);
+		free(v->sources);
+		manifest_free(v->m);
+		free(v);
+	}
+	if (n->idmap != NULL) {
+		free(n->idmap->slots);
+		free(n->idmap->pool);
+		free(n->idmap);
+	}
+}

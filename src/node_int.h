@@ -1,0 +1,294 @@
+/*
+ * Internals of the node, shared by node.c (lifecycle, status, publish and
+ * export), node_gossip.c (connections, manifests, peer exchange) and
+ * node_fetch.c (versions, haves, requests, serving). Not a public header.
+ *
+ * Glossary
+ *   npeer    one up connection and what the node knows of it: its sched
+ *            handle, the requests we sent it, the requests it sent us, what
+ *            it said it holds.
+ *   nver     a tracked version: one the node fetches (wanted) or holds
+ *            entirely or in part with its whole chunk index (so it can say
+ *            HAVE for it). Positions are the version's chunk entries in
+ *            manifest file order (wire.h).
+ *   idmap    chunk id -> positions in the incomplete tracked versions, so a
+ *            committed chunk updates their bitmaps and becomes a HAVE_ADD.
+ */
+#ifndef FERRY_NODE_INT_H
+#define FERRY_NODE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ferry/config.h"
+#include "ferry/gossip.h"
+#include "ferry/index.h"
+#include "ferry/manifest.h"
+#include "ferry/node.h"
+#include "ferry/nodekey.h"
+#include "ferry/util.h"
+#include <uv.h>
+
+struct store;
+struct storeq;
+struct sched;
+struct ratelimit;
+struct peer_net;
+struct peer_conn;
+struct wire_msg;
+struct nver;
+
+/* Connections the node keeps dialing learned peers up to. */
+#define NODE_TARGET_CONNS 8
+/* Requests of the same peer queued for serving; more are answered CHUNK_NONE. */
+#define NODE_SERVE_MAX 1024
+/* Bytes of peers' HAVE bitmaps, and versions they said HAVE for, kept per peer. */
+#define NODE_HAVE_BUDGET   (8u << 20)
+#define NODE_HAVE_VERSIONS 4096
+/* An index piece request with no answer this long is asked of another peer. */
+#define NODE_PIECE_TIMEOUT_MS 30000
+/* Recently refused manifest hashes, not asked for again. */
+#define NODE_REJECT_MAX 256
+
+/* A request we sent to a peer. */
+struct nreq {
+	struct nreq *next;
+	uint32_t req;
+	uint8_t id[32];
+	uint32_t want_len;  /* encoded length the index promises; 0 for an index piece */
+	struct nver *piece; /* the version whose index piece this is, or NULL for a chunk */
+	uint32_t piece_idx;
+	uint8_t *buf; /* reassembly, total bytes */
+	uint32_t total, got;
+	uint64_t sent_ms;
+};
+
+/* A request a peer sent us. */
+struct nserve {
+	struct nserve *next;
+	uint32_t req;
+	uint8_t id[32];
+	uint32_t offset;
+	uint8_t *enc; /* a copy of the chunk once serving began */
+	size_t len, pos;
+};
+
+/* What a peer said it holds of one version. */
+struct nhave {
+	struct nhave *next;
+	char name[MANIFEST_NAME_MAX + 1];
+	uint64_t version;
+	uint32_t nchunks;
+	bool complete;
+	uint8_t *bits; /* nchunks bits; NULL when complete */
+};
+
+/* A moving average of a byte counter, for rates. */
+struct nrate {
+	uint64_t last_bytes;
+	double bps; /* bits/s */
+};
+
+struct npeer {
+	struct npeer *next;
+	struct node *n;
+	struct peer_conn *c; /* NULL once down */
+	uint32_t h;	     /* sched handle */
+	bool in_sched;
+	uint8_t id[32];
+	char site[GOSSIP_SITE_MAX + 1];
+	char addr[GOSSIP_ADDR_MAX + 1]; /* dialable "host:port", "" if none */
+	bool lan;
+	bool dropped; /* closed for an offence; the rest of what it sends is ignored */
+
+	struct nreq *reqs;
+	unsigned nreqs;
+	uint32_t next_req;
+
+	struct nserve *serve, **serve_tail;
+	unsigned nserve;
+	bool send_booked;  /* the head's next frame is booked with the rate limiter */
+	bool send_waiting; /* send_timer runs */
+	bool read_paused;
+
+	struct nhave *haves;
+	size_t have_bytes;
+	unsigned nhaves;
+
+	struct gossip_entry *digest; /* a DIGEST round being received */
+	size_t ndigest;
+
+	uint64_t bytes_received, bytes_served; /* chunk data, this connection */
+	struct nrate rate_in, rate_out;
+	uv_timer_t read_timer, send_timer;
+	int open_timers;
+};
+
+enum nver_state {
+	NV_NEED_INDEX, /* some index pieces are missing */
+	NV_READY,      /* the chunk list is known; some chunks are missing */
+	NV_COMPLETE,   /* every chunk is present */
+};
+
+struct nver {
+	struct nver *next;
+	struct manifest *m;
+	const char *name; /* m->name */
+	uint64_t version;
+	uint8_t hash[32];
+	enum nver_state state;
+	bool wanted;   /* fetch it: config want or node_fetch */
+	bool explicit; /* asked for by node_fetch */
+	bool in_sched;
+	uint32_t vid;
+
+	/* Index pieces, all files in order. */
+	uint32_t npieces;
+	uint8_t (*piece_ids)[32];
+	struct chunk_ref **piece_refs; /* decoded, NULL until present */
+	size_t *piece_nrefs;
+	uint8_t *piece_asked; /* a request is out */
+	uint32_t *piece_tries;
+	uint32_t pieces_present;
+
+	/* Chunks by position; refs is freed once the version is complete. */
+	uint32_t n;
+	struct chunk_ref *refs;
+	uint8_t *present;
+	uint32_t n_present;
+	uint64_t need_bytes, have_bytes;
+
+	/* This run's fetch, for the completion line. */
+	uint64_t recv_bytes;
+	uint8_t (*sources)[32];
+	uint32_t nsources;
+	uint64_t started_ms;
+};
+
+/* An explicit want (node_fetch) whose manifest is not known yet, or a pinned version. */
+struct nwant {
+	struct nwant *next;
+	char name[MANIFEST_NAME_MAX + 1];
+	uint64_t version; /* 0 = newest */
+};
+
+struct idmap;
+
+struct node {
+	uv_loop_t *loop;
+	struct config *cfg;
+	struct store *st;
+	struct storeq *sq;
+	struct nodekey key;
+	uint8_t netkey[32];
+	struct trust trust;
+	struct peer_net *net;
+	struct sched *sched;
+	struct ratelimit *rl;
+	struct gossip_book *book;
+	struct discovery *disc; /* LAN beacons; NULL when off */
+	uint64_t rng;
+	uint64_t started_ms;
+	int64_t started_unix;
+	bool test_corrupt_serve; /* FERRY_TEST_CORRUPT_SERVE: flip a byte of every served chunk */
+	bool test_gossip_all;	 /* FERRY_TEST_GOSSIP_ALL: push every stored manifest on connect */
+
+	uv_timer_t tick;     /* every second */
+	uv_timer_t ae_timer; /* anti-entropy rounds */
+	unsigned ae_rounds;
+	uint64_t last_book_save_ms;
+	bool book_dirty;
+
+	struct npeer *peers;
+	unsigned npeers;
+	struct npeer *by_handle[4096];
+
+	struct nver *vers;
+	uint32_t next_vid;
+	struct idmap *idmap;
+	struct nwant *wants;
+	bool wants_busy;      /* node__wants_update is running */
+	uint64_t last_ask_ms; /* last MANIFEST_REQ round for wants without a manifest */
+
+	struct gossip_entry *newest; /* newest stored manifest per name */
+	size_t nnewest;
+
+	uint8_t rejects[NODE_REJECT_MAX][32];
+	unsigned nrejects;
+
+	uint64_t bytes_received, bytes_served; /* chunk data, all peers, this run */
+	uint64_t rx_link[2], tx_link[2];       /* the same by link: [0] LAN, [1] WAN */
+	uint64_t chunks_verified, chunks_rejected;
+	struct nrate rate_in, rate_out;
+	char store_error[512];
+
+	unsigned pending_work; /* uv_queue_work and storeq jobs not finished */
+	bool stopping;
+	bool net_freed;
+	bool sq_closed;
+	int handles_open;
+	void (*stop_cb)(void *arg);
+	void *stop_arg;
+};
+
+/* node.c */
+uint64_t node__now(const struct node *n);
+/* Continue a stop once one more piece has finished. */
+void node__stop_progress(struct node *n);
+/* Per-id counters, kept in the book (the entry is created if missing). */
+struct gossip_peer *node__book_entry(struct node *n, const uint8_t id[32]);
+
+/* node_gossip.c */
+int node__gossip_start(struct node *n);
+void node__gossip_reload(struct node *n, const struct config *old);
+void node__gossip_tick(struct node *n);
+void node__on_up(struct peer_conn *c, const uint8_t id[32], const struct wire_hello *hello,
+		 void *ctx);
+void node__on_down(struct peer_conn *c, int reason, void *ctx);
+void node__on_message(struct peer_conn *c, const struct wire_msg *m, void *ctx);
+void node__on_writable(struct peer_conn *c, void *ctx);
+bool node__allow(struct peer_net *net, const uint8_t id[32], const struct wire_hello *hello,
+		 void *ctx);
+void node__on_dial_error(struct peer_net *net, const char *host, uint16_t port, int reason,
+			 void *ctx);
+/* Load and verify a stored manifest's bytes and accept it (store thread), then act on it. */
+void node__manifest_received(struct node *n, struct npeer *from, const uint8_t *bytes, size_t len);
+/* Send m (signed bytes) to every up peer but except (may be NULL). */
+void node__push_manifest(struct node *n, const uint8_t *bytes, size_t len,
+			 const struct npeer *except);
+/* Record the newest stored manifest of a name. */
+void node__newest_update(struct node *n, const char *name, uint64_t version,
+			 const uint8_t hash[32]);
+int node__load_catalog(struct node *n);
+
+/* node_fetch.c */
+void node__fetch_init(struct node *n);
+void node__fetch_free(struct node *n);
+/*
+ * A manifest is held (at start, accepted, or published): track it if there
+ * is reason to. Takes ownership of m.
+ */
+void node__version_known(struct node *n, struct manifest *m, const uint8_t hash[32]);
+/* Re-decide which versions are wanted (config or wants changed). */
+void node__wants_update(struct node *n);
+struct nver *node__ver_find(struct node *n, const char *name, uint64_t version);
+void node__peer_up_fetch(struct node *n, struct npeer *p);
+void node__peer_down_fetch(struct node *n, struct npeer *p);
+void node__on_have(struct node *n, struct npeer *p, const struct wire_msg *m);
+void node__on_have_add(struct node *n, struct npeer *p, const struct wire_msg *m);
+void node__on_chunk_req(struct node *n, struct npeer *p, const struct wire_msg *m);
+void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg *m);
+void node__on_chunk_none(struct node *n, struct npeer *p, const struct wire_msg *m);
+void node__on_cancel(struct node *n, struct npeer *p, const struct wire_msg *m);
+void node__serve_pump(struct npeer *p);
+void node__fetch_tick(struct node *n);
+/* Ask sched for requests and send them. */
+void node__fetch_poll(struct node *n);
+/* The storeq commit callback. */
+void node__on_commit(void *arg, const uint8_t (*ids)[32], size_t n);
+void node__ver_progress(struct node *n, struct nver *v, struct node_progress *out);
+void node__peer_timers_close(struct npeer *p);
+void node__limits_apply(struct node *n);
+
+#endif

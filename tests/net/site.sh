@@ -1,0 +1,30 @@
+# A site behind one WAN link: b and c share site "clinic" and fetch from the
+# headquarters node a (site "hq"). Each chunk crosses the WAN once: the
+# members split the chunks (rendezvous hashing) and take the other half from
+# each other over the LAN, so a serves about one copy of the model, not two.
+. "$FERRY_SRCDIR/tests/net/lib.sh"
+
+MIB=1048576
+net_init
+make_model "$T/model" 8 9
+
+node_make a "models.want=*" "node.site=hq"
+node_make b "models.want=*" "node.site=clinic" "peers.peer=$(addr_of a)" \
+	"limits.wan_download_rate=16mbit"
+node_make c "models.want=*" "node.site=clinic" "peers.peer=$(addr_of a)" \
+	"peers.peer=$(addr_of b)" "limits.wan_download_rate=16mbit"
+publish a llm 1 "$T/model"
+# The site is up before the new version appears, as at a clinic.
+node_start b
+node_start c
+wait_log c "peer $(short_id b) (.*) up" 20
+node_start a
+for n in b c; do wait_log "$n" "model llm version 1 complete" 90; done
+for n in b c; do export_check "$n" llm@1 "$T/model"; done
+need=$(sed -n 's/.*fetching llm@1: [0-9]* of \([0-9]*\) bytes present.*/\1/p' "$T/b/log" | head -n 1)
+for n in a b c; do node_stop "$n"; done
+served=$(sed -n 's/.*received, \([0-9]*\) served since start.*/\1/p' "$T/a/log" | tail -n 1)
+say "model $need bytes; a served $served"
+[ -n "$served" ] && [ -n "$need" ] || fail "the counters are missing from the logs"
+[ "$served" -le $((need + MIB)) ] ||
+	fail "a served $served bytes for a model of $need: chunks crossed the WAN twice"
