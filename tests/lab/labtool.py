@@ -10,6 +10,7 @@
                                          prints "BYTES SECONDS MBIT/S" from the
                                          first byte to the last
   labtool.py source HOST PORT SECONDS    send zeros over one TCP connection
+  labtool.py send HOST PORT BYTES        send BYTES zeros over one TCP connection
 
 Only the Python standard library, so the lab needs nothing from PyPI.
 """
@@ -102,6 +103,15 @@ def source(host, port, seconds):
     s.close()
 
 
+def send(host, port, count):
+    s = socket.create_connection((host, port), timeout=30)
+    s.settimeout(None)
+    buf = b"\0" * (1 << 16)
+    while count > 0:
+        count -= s.send(buf[:min(count, len(buf))])
+    s.close()
+
+
 def main(argv):
     try:
         cmd = argv[1]
@@ -113,6 +123,8 @@ def main(argv):
             sink(int(argv[2]), argv[3] if len(argv) > 3 else None)
         elif cmd == "source":
             source(argv[2], int(argv[3]), float(argv[4]))
+        elif cmd == "send":
+            send(argv[2], int(argv[3]), int(argv[4]))
         else:
             raise IndexError
     except (IndexError, ValueError):
