@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -44,6 +45,28 @@
 #define WAN_NOTSENT_LOWAT (64u * 1024u)
 #define LISTEN_BACKLOG	  128
 #define KEEPALIVE_S	  60
+
+/*
+ * Memory for unfinished messages. Every message but MANIFEST fits in
+ * MSG_SMALL_MAX, so a connection buffers at most that unless the message's
+ * first bytes say MANIFEST; then it may grow to WIRE_MSG_MAX (16 MiB), but
+ * only BIG_MSGS_MAX such messages may be in progress in the whole node at
+ * once (a connection that would start one more is closed: its node retries
+ * later), and each must keep arriving at BIG_MSG_MIN_RATE bytes/s on average
+ * once BIG_MSG_GRACE_MS have passed. Without this, peers with fresh
+ * identities (the network key is the only gate) could each hold a 16 MiB
+ * message open with a byte now and then, and the node's memory would grow
+ * with their number.
+ */
+#define MSG_SMALL_MAX	 (256u * 1024u)
+#define BIG_MSGS_MAX	 2u
+#define BIG_MSG_GRACE_MS 60000u
+#define BIG_MSG_MIN_RATE (8u * 1024u)
+_Static_assert(WIRE_DIGEST_LEN_MAX <= MSG_SMALL_MAX && WIRE_HAVE_LEN_MAX <= MSG_SMALL_MAX &&
+		   WIRE_HAVE_ADD_LEN_MAX <= MSG_SMALL_MAX &&
+		   WIRE_CHUNK_DATA_LEN_MAX <= MSG_SMALL_MAX &&
+		   WIRE_PEERS_LEN_MAX <= MSG_SMALL_MAX && WIRE_HELLO_LEN_MAX <= MSG_SMALL_MAX,
+	       "every message but MANIFEST must fit in MSG_SMALL_MAX");
 
 enum conn_state {
 	C_CONNECTING, /* outbound, TCP connect in progress */
@@ -125,6 +148,10 @@ struct peer_conn {
 	double srtt_ms, rtt_last_ms;
 	uint64_t rtt_samples;
 
+	/* A MANIFEST past MSG_SMALL_MAX is being received (counted in net->big_msgs). */
+	bool big;
+	uint64_t big_since_ms, big_bytes0;
+
 	uint64_t bytes_in, bytes_out, msgs_in, msgs_out, unknown_in;
 	uint64_t up_since_ms;
 	enum peer_link link;
@@ -171,7 +198,8 @@ struct peer_net {
 	struct target *targets;
 	struct peer_net_stats st;
 	uint64_t nonce_seq;
-	uint64_t rng; /* xorshift state for backoff jitter */
+	uint64_t rng;	   /* xorshift state for backoff jitter */
+	unsigned big_msgs; /* conns with c->big set */
 };
 
 static void conn_close(struct peer_conn *c, int reason);
@@ -283,10 +311,20 @@ static struct peer_conn *conn_new(struct peer_net *net, bool inbound)
 	return c;
 }
 
+/* The conn's large message is done (delivered or abandoned): free its slot. */
+static void conn_big_release(struct peer_conn *c)
+{
+	if (c->big) {
+		c->big = false;
+		c->net->big_msgs--;
+	}
+}
+
 static void conn_free(struct peer_conn *c)
 {
 	struct peer_net *net = c->net;
 
+	conn_big_release(c);
 	mq_drop(&c->ctrl);
 	mq_drop(&c->bulk);
 	session_hs_free(c->hs);
@@ -631,6 +669,16 @@ static void conn_tick(uv_timer_t *t)
 					 (double)(now - c->last_seen_ms) / 1000));
 		return;
 	}
+	if (c->big && now - c->big_since_ms >= BIG_MSG_GRACE_MS &&
+	    (c->bytes_in - c->big_bytes0) * 1000 < (now - c->big_since_ms) * BIG_MSG_MIN_RATE) {
+		conn_close(c, ferry_errf(FERRY_ETIMEDOUT,
+					 "a MANIFEST arriving at %.0f bytes/s, below the %u "
+					 "bytes/s a message above %u bytes must keep",
+					 (double)(c->bytes_in - c->big_bytes0) * 1000 /
+					     (double)(now - c->big_since_ms),
+					 BIG_MSG_MIN_RATE, MSG_SMALL_MAX));
+		return;
+	}
 	if (now - c->last_ping_ms >= cfg->ping_interval_ms)
 		conn_send_ping(c);
 }
@@ -729,6 +777,64 @@ static void conn_dispatch(struct peer_conn *c, const uint8_t *p, size_t n)
 	wire_msg_clear(&m);
 }
 
+/* The message type in the first bytes of an encoded message, or -1 if they do not say. */
+static long msg_type_of(const uint8_t *p, size_t n)
+{
+	size_t off, i, len;
+	unsigned long v = 0;
+
+	if (n < 1)
+		return -1;
+	if (p[0] >= 0x90 && p[0] <= 0x9f)
+		off = 1;
+	else if (p[0] == 0xdc)
+		off = 3;
+	else if (p[0] == 0xdd)
+		off = 5;
+	else
+		return -1;
+	if (n <= off)
+		return -1;
+	if (p[off] <= 0x7f)
+		return p[off];
+	if (p[off] < 0xcc || p[off] > 0xcf)
+		return -1;
+	len = (size_t)1 << (p[off] - 0xcc);
+	if (n < off + 1 + len)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (v > (ULONG_MAX >> 8))
+			return -1;
+		v = v << 8 | p[off + 1 + i];
+	}
+	return v > LONG_MAX ? -1 : (long)v;
+}
+
+/*
+ * session_rx's grant: may the message whose first len bytes are head grow
+ * past MSG_SMALL_MAX? Only a MANIFEST, and only while the node has a slot.
+ */
+static int conn_grant_big(void *ctx, const uint8_t *head, size_t len)
+{
+	struct peer_conn *c = ctx;
+	long type = msg_type_of(head, len);
+
+	if (type != WIRE_MANIFEST)
+		return ferry_errf(
+		    FERRY_ETOOBIG,
+		    "a message of type %ld above %u bytes (only MANIFEST may be larger)", type,
+		    MSG_SMALL_MAX);
+	if (c->net->big_msgs >= BIG_MSGS_MAX)
+		return ferry_errf(FERRY_EBUSY,
+				  "a MANIFEST above %u bytes while %u others are being received",
+				  MSG_SMALL_MAX, c->net->big_msgs);
+	c->big = true;
+	c->big_since_ms = uv_now(c->net->loop);
+	c->big_bytes0 = c->bytes_in;
+	c->net->big_msgs++;
+	return 0;
+}
+
 /* Feed socket bytes of an up conn to the session decoder and dispatch whole messages. */
 static void conn_feed(struct peer_conn *c, const uint8_t *p, size_t n)
 {
@@ -747,8 +853,10 @@ static void conn_feed(struct peer_conn *c, const uint8_t *p, size_t n)
 		}
 		p += used;
 		n -= used;
-		if (rc == 1)
+		if (rc == 1) {
+			conn_big_release(c);
 			conn_dispatch(c, msg, len);
+		}
 	}
 }
 
@@ -855,7 +963,8 @@ static void conn_established(struct peer_conn *c)
 	session_hs_split(c->hs, &keys);
 	memcpy(c->hash, keys.hash, SESSION_HASH_LEN);
 	c->tx = session_tx_new(keys.tx);
-	c->rx = session_rx_new(keys.rx, WIRE_MSG_MAX);
+	c->rx = session_rx_new(keys.rx, MSG_SMALL_MAX);
+	session_rx_set_big(c->rx, WIRE_MSG_MAX, conn_grant_big, c);
 	session_keys_wipe(&keys);
 	session_hs_free(c->hs);
 	c->hs = NULL;

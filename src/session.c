@@ -83,6 +83,12 @@ struct session_rx {
 	size_t msg_cap;
 	int err; /* a final error, or 0 */
 
+	/* The larger cap a message may be granted (session_rx_set_big). */
+	size_t big_cap;
+	int (*grant)(void *ctx, const uint8_t *head, size_t len);
+	void *grant_ctx;
+	bool big; /* the message being assembled was granted big_cap */
+
 	uint8_t hdr[SESSION_FRAME_HDR];
 	size_t hdr_have; /* header bytes of the current frame collected */
 	bool in_frame;	 /* the header is complete; collecting ciphertext */
@@ -707,6 +713,15 @@ struct session_rx *session_rx_new(const uint8_t key[static SESSION_KEY_LEN], siz
 	return rx;
 }
 
+void session_rx_set_big(struct session_rx *rx, size_t big_cap,
+			int (*grant)(void *ctx, const uint8_t *head, size_t len), void *ctx)
+{
+	/* Never below msg_cap, so the cap arithmetic cannot wrap. */
+	rx->big_cap = MAX(rx->msg_cap, MIN(big_cap, SIZE_MAX / 2));
+	rx->grant = grant;
+	rx->grant_ctx = ctx;
+}
+
 void session_rx_free(struct session_rx *rx)
 {
 	if (rx == NULL)
@@ -734,7 +749,7 @@ static int rx_fail(struct session_rx *rx, int rc)
 static int rx_begin_frame(struct session_rx *rx)
 {
 	uint32_t v = get_be32(rx->hdr);
-	size_t need;
+	size_t need, cap;
 
 	rx->more = (v & SESSION_FRAME_MORE) != 0;
 	rx->ct_len = v & ~SESSION_FRAME_MORE;
@@ -746,16 +761,26 @@ static int rx_begin_frame(struct session_rx *rx)
 	if (rx->more && rx->ct_len == SESSION_TAG_LEN)
 		return rx_fail(rx,
 			       ferry_errf(FERRY_EPROTO, "session: empty frame with the more bit"));
-	if (rx->ct_len - SESSION_TAG_LEN > rx->msg_cap - rx->msg_len)
-		return rx_fail(rx,
-			       ferry_errf(FERRY_ETOOBIG,
-					  "session: message of more than %zu bytes exceeds "
-					  "the cap of %zu",
-					  rx->msg_len + rx->ct_len - SESSION_TAG_LEN, rx->msg_cap));
+	cap = rx->big ? rx->big_cap : rx->msg_cap;
+	if (rx->ct_len - SESSION_TAG_LEN > cap - rx->msg_len && !rx->big && rx->grant != NULL &&
+	    rx->ct_len - SESSION_TAG_LEN <= rx->big_cap - rx->msg_len) {
+		/* Only the owner knows which messages may be large: ask it, showing the start. */
+		int rc = rx->grant(rx->grant_ctx, rx->buf, rx->msg_len);
+
+		if (rc < 0)
+			return rx_fail(rx, rc);
+		rx->big = true;
+		cap = rx->big_cap;
+	}
+	if (rx->ct_len - SESSION_TAG_LEN > cap - rx->msg_len)
+		return rx_fail(rx, ferry_errf(FERRY_ETOOBIG,
+					      "session: message of more than %zu bytes exceeds "
+					      "the cap of %zu",
+					      rx->msg_len + rx->ct_len - SESSION_TAG_LEN, cap));
 	need = rx->msg_len + rx->ct_len;
 	if (need > rx->buf_cap) {
 		/* Grow geometrically, but never past what the cap allows. */
-		size_t cap = MAX(need, MIN(2 * rx->buf_cap, rx->msg_cap + SESSION_TAG_LEN));
+		cap = MAX(need, MIN(2 * rx->buf_cap, cap + SESSION_TAG_LEN));
 
 		rx->buf = xrealloc(rx->buf, cap);
 		rx->buf_cap = cap;
@@ -800,6 +825,7 @@ int session_rx_feed(struct session_rx *rx, const uint8_t *in, size_t n, size_t *
 		return ferry_errf(rx->err, "session: the stream failed earlier");
 	if (rx->delivered) {
 		rx->delivered = false;
+		rx->big = false;
 		rx->msg_len = 0;
 		if (rx->buf_cap > RX_KEEP) {
 			sodium_memzero(rx->buf, rx->buf_cap);

@@ -200,6 +200,19 @@ struct session_rx *session_rx_new(const uint8_t key[static SESSION_KEY_LEN], siz
 void session_rx_free(struct session_rx *rx);
 
 /*
+ * Let chosen messages grow past msg_cap, up to big_cap. When a frame would
+ * take a message past msg_cap, rx calls grant(ctx, head, len) with the
+ * message's plaintext so far (head: borrowed, only during the call; len is
+ * whatever frames have arrived, so at least the first frame unless msg_cap is
+ * below one frame). grant returns 0 to let this message grow to big_cap, or a
+ * negative FERRY_E* code that fails the stream (session_rx_feed returns it).
+ * The grant lasts until the message is delivered. Without this call every
+ * message is capped at msg_cap.
+ */
+void session_rx_set_big(struct session_rx *rx, size_t big_cap,
+			int (*grant)(void *ctx, const uint8_t *head, size_t len), void *ctx);
+
+/*
  * Consume bytes from in[0..n) until one whole message is decrypted or the
  * input is used up; *consumed says how many bytes were taken. Call again with
  * the rest (in + *consumed) until all is consumed.

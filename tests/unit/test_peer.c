@@ -852,6 +852,123 @@ static void test_dead_peer(void **state)
 	assert_loop_clean();
 }
 
+/* Send all of p[0..n) on a non-blocking socket, running the loop while it is full. */
+static void raw_send_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (k < 0) {
+			assert_true(errno == EAGAIN || errno == EINTR);
+			uv_run(loop, UV_RUN_NOWAIT);
+			continue;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+/*
+ * Send nframes full frames of one message whose encoding starts with
+ * [type, ...] (garbage after that), with the more bit on all but, if last,
+ * the final one.
+ */
+static void raw_send_big(int fd, struct session_tx *tx, uint8_t type, int nframes, bool last)
+{
+	uint8_t *f = xmalloc(SESSION_FRAME_MAX + SESSION_FRAME_OVERHEAD);
+
+	for (int i = 0; i < nframes; i++) {
+		memset(f + SESSION_FRAME_HDR, 0x42, SESSION_FRAME_MAX);
+		if (i == 0) {
+			f[SESSION_FRAME_HDR] = 0x92;
+			f[SESSION_FRAME_HDR + 1] = type;
+		}
+		assert_int_equal(session_seal_frame_inplace(tx, f, SESSION_FRAME_MAX,
+							    !(last && i == nframes - 1)),
+				 0);
+		raw_send_all(fd, f, SESSION_FRAME_MAX + SESSION_FRAME_OVERHEAD);
+	}
+	free(f);
+}
+
+struct downs_at {
+	struct tnode *n;
+	int downs;
+};
+
+static bool downs_reach(void *arg)
+{
+	struct downs_at *d = arg;
+
+	return d->n->downs >= d->downs;
+}
+
+static bool ups_reach(void *arg)
+{
+	struct downs_at *d = arg;
+
+	return d->n->ups >= d->downs;
+}
+
+/*
+ * Only a MANIFEST may be larger than the small cap, and only two at once in
+ * the node: peers with fresh identities cannot make it hold 16 MiB each.
+ */
+static void test_big_message_budget(void **state)
+{
+	struct tnode a;
+	struct peer_net_config ca;
+	struct wire_hello mine = {.version_min = 1, .version_max = 1}, theirs;
+	struct nodekey k;
+	struct raw r[5];
+	struct session_tx *tx[5];
+	struct downs_at d = {.n = &a};
+	int busy = -1;
+
+	(void)state;
+	node_init(&a, "a");
+	ca = node_config(&a, true);
+	node_start(&a, &ca);
+	for (int i = 0; i < 5; i++) {
+		nodekey_generate(&k);
+		tx[i] = raw_handshake(&r[i], peer_net_port(a.net), &k, &mine, &theirs);
+		d.downs = i + 1;
+		run_until(ups_reach, &d);
+	}
+	/* A CHUNK_DATA past 256 KiB is refused at once. */
+	raw_send_big(r[0].fd, tx[0], WIRE_CHUNK_DATA, 5, false);
+	d.downs = 1;
+	run_until(downs_reach, &d);
+	assert_int_equal(a.last_down, FERRY_ETOOBIG);
+	/* Three large MANIFESTs at once: exactly one is turned away. */
+	for (int i = 1; i <= 3; i++)
+		raw_send_big(r[i].fd, tx[i], WIRE_MANIFEST, 5, false);
+	d.downs = 2;
+	run_until(downs_reach, &d);
+	assert_int_equal(a.last_down, FERRY_EBUSY);
+	for (int i = 1; i <= 3; i++) {
+		raw_poll(&r[i]);
+		if (r[i].eof)
+			busy = i;
+	}
+	assert_true(busy > 0);
+	/* One of the two others finishes (a malformed MANIFEST): its slot is free again. */
+	raw_send_big(r[busy == 1 ? 2 : 1].fd, tx[busy == 1 ? 2 : 1], WIRE_MANIFEST, 1, true);
+	d.downs = 3;
+	run_until(downs_reach, &d);
+	assert_int_equal(a.last_down, FERRY_EPROTO);
+	raw_send_big(r[4].fd, tx[4], WIRE_MANIFEST, 5, true);
+	d.downs = 4;
+	run_until(downs_reach, &d);
+	assert_int_equal(a.last_down, FERRY_EPROTO);
+	for (int i = 0; i < 5; i++) {
+		session_tx_free(tx[i]);
+		close(r[i].fd);
+	}
+	node_free(&a);
+	assert_loop_clean();
+}
+
 static bool skipped_one(void *arg)
 {
 	struct tnode *n = arg;
@@ -1114,6 +1231,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_version_mismatch_dialer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_peer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_and_malformed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_big_message_budget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_duplicate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 	    cmocka_unit_test(test_addr),
