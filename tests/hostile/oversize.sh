@@ -16,7 +16,7 @@ evil_wait evil
 [ "$(evil_val evil up)" -eq 6 ] || fail "only $(evil_val evil up) of 6 connections came up"
 [ "$(evil_val evil dropped)" -eq 6 ] || fail "b dropped only $(evil_val evil dropped) of 6 oversize connections"
 grep -q "frame length 2147483647 outside" "$T/b/log" || fail "b's log does not name the oversize frame"
-grep -q "exceeds the cap" "$T/b/log" || fail "b's log does not name the oversize message"
+grep -q "above 262144 bytes (only MANIFEST may be larger)" "$T/b/log" || fail "b's log does not name the oversize message"
 eid=$(evil_id evil)
 if grep -q "banning peer $eid" "$T/b/log"; then
 	say "the repeat offender was banned"
