@@ -442,6 +442,8 @@ void node__version_known(struct node *n, struct manifest *m, const uint8_t hash[
 	v->piece_nrefs = xcalloc(np ? np : 1, sizeof(*v->piece_nrefs));
 	v->piece_asked = xcalloc(np ? np : 1, 1);
 	v->piece_tries = xcalloc(np ? np : 1, sizeof(*v->piece_tries));
+	v->piece_failed = xcalloc(np ? np : 1, sizeof(*v->piece_failed));
+	v->piece_nfailed = xcalloc(np ? np : 1, sizeof(*v->piece_nfailed));
 	for (uint32_t f = 0; f < m->nfiles; f++)
 		for (uint32_t i = 0; i < m->files[f].npieces; i++)
 			memcpy(v->piece_ids[k++], m->files[f].pieces[i], 32);
@@ -472,6 +474,8 @@ void node__version_known(struct node *n, struct manifest *m, const uint8_t hash[
 		free(v->piece_nrefs);
 		free(v->piece_asked);
 		free(v->piece_tries);
+		free(v->piece_failed);
+		free(v->piece_nfailed);
 		free(v);
 		manifest_free(m);
 		node__wants_update(n);
@@ -585,7 +589,7 @@ static struct nreq *req_new(struct npeer *p, const uint8_t id[32])
 
 	r->req = p->next_req++;
 	memcpy(r->id, id, 32);
-	r->sent_ms = node__now(p->n);
+	r->sent_ms = r->progress_ms = node__now(p->n);
 	r->next = p->reqs;
 	p->reqs = r;
 	p->nreqs++;
@@ -602,20 +606,62 @@ static void req_send(struct npeer *p, const struct nreq *r)
 	send_msg(p, &m);
 }
 
-/* The peer to ask for a piece of v: one that said HAVE for v, rotating with each try. */
-static struct npeer *piece_source(struct node *n, struct nver *v, uint32_t tries)
+/* Whether p is one of the last peers that failed piece i of v. */
+static bool piece_failed_by(const struct nver *v, uint32_t i, const struct npeer *p)
 {
-	struct npeer *cand[64];
+	uint32_t k = MIN(v->piece_nfailed[i], (uint32_t)NODE_PIECE_FAILED_MAX);
+
+	for (uint32_t j = 0; j < k; j++)
+		if (memcmp(v->piece_failed[i][j], p->id, 32) == 0)
+			return true;
+	return false;
+}
+
+/* p timed out, had no piece i of v or sent a bad one: ask another peer next. */
+static void piece_fail(struct nver *v, uint32_t i, const struct npeer *p)
+{
+	v->piece_asked[i] = 0;
+	v->piece_tries[i]++;
+	if (!piece_failed_by(v, i, p))
+		memcpy(v->piece_failed[i][v->piece_nfailed[i]++ % NODE_PIECE_FAILED_MAX], p->id,
+		       32);
+}
+
+/*
+ * The peer to ask for piece i of v: one that said HAVE for v and has not
+ * failed it, the one with the fewest requests out; when every holder failed
+ * it, rotate over them all with each try (any peer if nobody said HAVE).
+ */
+static struct npeer *piece_source(struct node *n, struct nver *v, uint32_t i)
+{
+	struct npeer *cand[64], *best = NULL;
 	size_t k = 0;
 
-	for (struct npeer *p = n->peers; p != NULL && k < ARRAY_SIZE(cand); p = p->next)
-		if (p->c != NULL && have_find(p, v->name, v->version) != NULL)
-			cand[k++] = p;
+	for (struct npeer *p = n->peers; p != NULL && k < ARRAY_SIZE(cand); p = p->next) {
+		if (p->c == NULL || have_find(p, v->name, v->version) == NULL)
+			continue;
+		cand[k++] = p;
+		if (!piece_failed_by(v, i, p) && (best == NULL || p->nreqs < best->nreqs))
+			best = p;
+	}
+	if (best != NULL)
+		return best;
 	if (k == 0)
 		for (struct npeer *p = n->peers; p != NULL && k < ARRAY_SIZE(cand); p = p->next)
 			if (p->c != NULL)
 				cand[k++] = p;
-	return k ? cand[tries % k] : NULL;
+	return k ? cand[v->piece_tries[i] % k] : NULL;
+}
+
+/* Whether a connected holder of v other than p has not failed piece i. */
+static bool piece_other_source(struct node *n, const struct nver *v, uint32_t i,
+			       const struct npeer *p)
+{
+	for (struct npeer *q = n->peers; q != NULL; q = q->next)
+		if (q != p && q->c != NULL && have_find(q, v->name, v->version) != NULL &&
+		    !piece_failed_by(v, i, q))
+			return true;
+	return false;
 }
 
 static void fetch_pieces(struct node *n, struct nver *v)
@@ -628,7 +674,7 @@ static void fetch_pieces(struct node *n, struct nver *v)
 
 		if (v->piece_refs[i] != NULL || v->piece_asked[i])
 			continue;
-		p = piece_source(n, v, v->piece_tries[i]);
+		p = piece_source(n, v, i);
 		if (p == NULL)
 			return;
 		r = req_new(p, v->piece_ids[i]);
@@ -907,7 +953,10 @@ static void piece_verified(struct node *n, struct verify_job *j, struct npeer *p
 
 	v->piece_asked[j->piece_idx] = 0;
 	if (j->rc < 0) {
-		v->piece_tries[j->piece_idx]++;
+		if (p != NULL)
+			piece_fail(v, j->piece_idx, p);
+		else
+			v->piece_tries[j->piece_idx]++;
 		log_warn(LOG_FETCH, "peer %s sent a bad index piece %s of %s@%" PRIu64 ": %s",
 			 sid(pid, j->peer_id), sid(cid, j->id), v->name, v->version, j->msg);
 		if (p != NULL)
@@ -1085,8 +1134,12 @@ void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg 
 	}
 	memcpy(r->buf + r->got, d->data, d->len);
 	r->got += (uint32_t)d->len;
-	if (r->piece == NULL)
-		sched_chunk_progress(n->sched, p->h, r->id, (uint32_t)d->len, now);
+	r->progress_ms = now;
+	if (r->piece == NULL) {
+		p->last_data_ms = now;
+		if (p->in_sched)
+			sched_chunk_progress(n->sched, p->h, r->id, (uint32_t)d->len, now);
+	}
 	if (r->got < r->total)
 		return;
 	req_unlink(p, r);
@@ -1106,8 +1159,7 @@ void node__on_chunk_none(struct node *n, struct npeer *p, const struct wire_msg 
 	log_debug(LOG_FETCH, "peer %s has no %s", sid(pid, p->id), sid(cid, r->id));
 	if (r->piece != NULL) {
 		/* The next peer is asked on the next tick or HAVE, not in a tight loop. */
-		r->piece->piece_asked[r->piece_idx] = 0;
-		r->piece->piece_tries[r->piece_idx]++;
+		piece_fail(r->piece, r->piece_idx, p);
 	} else {
 		/*
 		 * It advertised the chunk and no longer has it (collected since).
@@ -1130,12 +1182,14 @@ void node__on_chunk_none(struct node *n, struct npeer *p, const struct wire_msg 
 				if (memcmp(v->refs[i].id, r->id, 32) == 0)
 					h->bits[i / 8] &= (uint8_t) ~(1u << (i % 8));
 		}
-		sched_peer_remove(n->sched, p->h, now);
-		p->in_sched =
-		    sched_peer_add(n->sched, p->h, p->id, p->lan ? SCHED_LAN : SCHED_WAN, now) == 0;
-		for (struct nver *v = n->vers; v != NULL; v = v->next)
-			if (v->state == NV_READY)
-				sched_have_replay(n, p, v);
+		if (p->in_sched) {
+			sched_peer_remove(n->sched, p->h, now);
+			p->in_sched = sched_peer_add(n->sched, p->h, p->id,
+						     p->lan ? SCHED_LAN : SCHED_WAN, now) == 0;
+			for (struct nver *v = n->vers; v != NULL; v = v->next)
+				if (v->state == NV_READY)
+					sched_have_replay(n, p, v);
+		}
 	}
 	free(r->buf);
 	free(r);
@@ -1373,31 +1427,120 @@ static void ask_wanted_manifests(struct node *n)
 	}
 }
 
+/*
+ * Take p out of sched until its bench ends: every chunk request of it is
+ * cancelled and offered to the other holders at once, instead of each one
+ * stalling in turn while sched keeps refilling p's window.
+ */
+static void peer_bench(struct node *n, struct npeer *p, uint64_t now)
+{
+	char pid[ID_SHORT_LEN];
+	uint64_t span = (uint64_t)NODE_BENCH_MS << MIN(p->benches, 3u);
+
+	for (struct nreq **pr = &p->reqs; *pr != NULL;) {
+		struct nreq *r = *pr;
+		struct wire_msg m = {.type = WIRE_CANCEL};
+
+		if (r->piece != NULL) {
+			pr = &r->next;
+			continue;
+		}
+		m.cancel.req = r->req;
+		send_msg(p, &m);
+		*pr = r->next;
+		p->nreqs--;
+		free(r->buf);
+		free(r);
+	}
+	sched_peer_remove(n->sched, p->h, now);
+	p->in_sched = false;
+	p->bench_until = now + span;
+	p->benches++;
+	log_info(LOG_FETCH,
+		 "peer %s sent no chunk data since a request that stalled: no chunk "
+		 "requests to it for %" PRIu64 " s",
+		 sid(pid, p->id), span / 1000u);
+}
+
+/* Bench the peers of cancel (stalled requests without data) that sent nothing since. */
+static void bench_silent(struct node *n, const struct sched_reqs *cancel, uint64_t now)
+{
+	for (size_t i = 0; i < cancel->n; i++) {
+		struct npeer *p = cancel->v[i].peer < ARRAY_SIZE(n->by_handle)
+				      ? n->by_handle[cancel->v[i].peer]
+				      : NULL;
+
+		if (p == NULL || !p->in_sched)
+			continue;
+		for (struct nreq *r = p->reqs; r != NULL; r = r->next) {
+			if (r->piece == NULL && memcmp(r->id, cancel->v[i].id, 32) == 0) {
+				if (p->last_data_ms < r->sent_ms)
+					peer_bench(n, p, now);
+				break;
+			}
+		}
+	}
+}
+
+/* Put the peers whose bench ended back into sched with what they hold. */
+static void unbench(struct node *n, uint64_t now)
+{
+	for (struct npeer *p = n->peers; p != NULL; p = p->next) {
+		if (p->c == NULL || p->in_sched || p->bench_until == 0 || now < p->bench_until)
+			continue;
+		p->bench_until = 0;
+		if (sched_peer_add(n->sched, p->h, p->id, p->lan ? SCHED_LAN : SCHED_WAN, now) != 0)
+			continue;
+		p->in_sched = true;
+		for (struct nver *v = n->vers; v != NULL; v = v->next)
+			if (v->state == NV_READY)
+				sched_have_replay(n, p, v);
+	}
+}
+
+/*
+ * How long a piece request of p may go without data: short when another
+ * holder that has not failed the piece is up (at least 4 RTT of p), else long.
+ */
+static uint64_t piece_timeout(struct node *n, struct npeer *p, const struct nreq *r)
+{
+	struct peer_conn_stats st;
+	uint64_t t = NODE_PIECE_STALL_MS;
+
+	if (!piece_other_source(n, r->piece, r->piece_idx, p))
+		return NODE_PIECE_TIMEOUT_MS;
+	if (p->c != NULL) {
+		peer_conn_stats(p->c, &st);
+		if (st.rtt_ms > 0 && 4 * st.rtt_ms > (double)t)
+			t = 4 * st.rtt_ms >= NODE_PIECE_TIMEOUT_MS ? NODE_PIECE_TIMEOUT_MS
+								   : (uint64_t)(4 * st.rtt_ms);
+	}
+	return t;
+}
+
 void node__fetch_tick(struct node *n)
 {
 	struct sched_reqs cancel = {0};
 	uint64_t now = node__now(n);
 
 	sched_tick(n->sched, now, &cancel);
+	bench_silent(n, &cancel, now);
 	send_cancel_for(n, &cancel);
 	sched_reqs_free(&cancel);
-	/* Index pieces nobody answered go to the next peer. */
+	unbench(n, now);
+	/* Index pieces without data for their timeout go to a peer that has not failed them. */
 	for (struct npeer *p = n->peers; p != NULL; p = p->next) {
 		for (struct nreq **pr = &p->reqs; *pr != NULL;) {
 			struct nreq *r = *pr;
+			struct wire_msg m = {.type = WIRE_CANCEL};
 
-			if (r->piece == NULL || now - r->sent_ms < NODE_PIECE_TIMEOUT_MS) {
+			if (r->piece == NULL || now - r->progress_ms < piece_timeout(n, p, r)) {
 				pr = &r->next;
 				continue;
 			}
-			{
-				struct wire_msg m = {.type = WIRE_CANCEL};
-
-				m.cancel.req = r->req;
-				send_msg(p, &m);
-			}
-			r->piece->piece_asked[r->piece_idx] = 0;
-			r->piece->piece_tries[r->piece_idx]++;
+			m.cancel.req = r->req;
+			send_msg(p, &m);
+			piece_fail(r->piece, r->piece_idx, p);
 			*pr = r->next;
 			p->nreqs--;
 			free(r->buf);
@@ -1452,6 +1595,8 @@ void node__fetch_free(struct node *n)
 		free(v->piece_nrefs);
 		free(v->piece_asked);
 		free(v->piece_tries);
+		free(v->piece_failed);
+		free(v->piece_nfailed);
 		free(v->refs);
 		free(v->present);
 		free(v->sources);

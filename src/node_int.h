@@ -47,8 +47,18 @@ struct nver;
 /* Bytes of peers' HAVE bitmaps, and versions they said HAVE for, kept per peer. */
 #define NODE_HAVE_BUDGET   (8u << 20)
 #define NODE_HAVE_VERSIONS 4096
-/* An index piece request with no answer this long is asked of another peer. */
+/* An index piece request with no data this long is asked of another peer... */
 #define NODE_PIECE_TIMEOUT_MS 30000
+/* ...or this long (at least 4 RTT) when a holder that has not failed it is up. */
+#define NODE_PIECE_STALL_MS 4000
+/* Peers remembered per index piece as having failed it (timeout, CHUNK_NONE, bad data). */
+#define NODE_PIECE_FAILED_MAX 4
+/*
+ * A peer whose chunk request stalled with no chunk data from it since that
+ * request was sent gets no chunk requests for this long (doubling with each
+ * bench up to 8 times as long), so all its requests go to other holders at once.
+ */
+#define NODE_BENCH_MS 15000
 /* Recently refused manifest hashes, not asked for again. */
 #define NODE_REJECT_MAX 256
 
@@ -63,6 +73,7 @@ struct nreq {
 	uint8_t *buf; /* reassembly, total bytes */
 	uint32_t total, got;
 	uint64_t sent_ms;
+	uint64_t progress_ms; /* sent, or its last data frame */
 };
 
 /* A request a peer sent us. */
@@ -121,6 +132,9 @@ struct npeer {
 	size_t ndigest;
 
 	uint64_t bytes_received, bytes_served; /* chunk data, this connection */
+	uint64_t last_data_ms;		       /* the last chunk data frame, 0 if none */
+	uint64_t bench_until;		       /* out of sched until then (in_sched false) */
+	uint32_t benches;
 	struct nrate rate_in, rate_out;
 	uv_timer_t read_timer, send_timer;
 	int open_timers;
@@ -151,6 +165,9 @@ struct nver {
 	size_t *piece_nrefs;
 	uint8_t *piece_asked; /* a request is out */
 	uint32_t *piece_tries;
+	/* Node ids of the last peers that failed each piece; piece_nfailed[i] counts all. */
+	uint8_t (*piece_failed)[NODE_PIECE_FAILED_MAX][32];
+	uint32_t *piece_nfailed;
 	uint32_t pieces_present;
 
 	/* Chunks by position; refs is freed once the version is complete. */
