@@ -112,8 +112,8 @@ int discovery_decode(const uint8_t key[static 32], const uint8_t *p, size_t n, i
 		if ((unsigned char)out->site[i] < 0x20 || (unsigned char)out->site[i] > 0x7e)
 			return ferry_errf(FERRY_EPROTO, "a beacon whose site is not printable");
 	if (t < now_unix - DISCOVERY_SKEW_MAX || t > now_unix + DISCOVERY_SKEW_MAX)
-		return ferry_errf(FERRY_EPROTO, "a beacon whose clock is %lld s off",
-				  (long long)(t - now_unix));
+		return ferry_errf(FERRY_EPROTO, "a beacon whose clock is more than %d s off",
+				  (int)DISCOVERY_SKEW_MAX);
 	out->time = t;
 	return 0;
 }

@@ -158,6 +158,20 @@ int fcrypto_b64_decode(uint8_t *out, size_t n, const char *in)
 	while (len > 0 && is_blank(in[len - 1]))
 		len--;
 	/*
+	 * Only the base64 alphabet: libsodium 1.0.18 decodes some bytes >= 0x80
+	 * as if they were base64 digits (found by fuzz_text), which would give
+	 * one key several accepted spellings.
+	 */
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '+' || c == '/' || c == '=')) {
+			sodium_memzero(out, n);
+			return ferry_errf(FERRY_EFORMAT, "not base64 of %zu bytes", n);
+		}
+	}
+	/*
 	 * libsodium stops at the first character that is not base64 and says
 	 * where; anything left over, or a length other than n, is not ours.
 	 * Its decoder also rejects missing padding and non-zero spare bits, so

@@ -688,7 +688,7 @@ int wire_decode(const uint8_t *p, size_t n, struct wire_msg *m)
 	type = get_u64(&d);
 	if (!dec_ok(&d))
 		goto out;
-	if (!wire_type_known(type)) {
+	if (type > UINT32_MAX || !wire_type_known((unsigned)type)) {
 		m->type = type > UINT32_MAX ? UINT32_MAX : (enum wire_type)type;
 		return ferry_errf(FERRY_EPROTO, "wire: unknown message type %llu",
 				  (unsigned long long)type);
