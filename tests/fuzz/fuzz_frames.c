@@ -34,7 +34,7 @@ static const size_t caps[] = {
     2 * SESSION_FRAME_MAX,   1u << 20};
 
 struct expect {
-	size_t start, end; /* its frames in the stream */
+	size_t end; /* where its last frame ends in the stream */
 	size_t len;
 	const uint8_t *data; /* its bytes: in big[], or malloc'd if owned */
 	bool owned;
@@ -48,8 +48,7 @@ struct script {
 	size_t bad; /* offset of the first changed or raw byte, or SIZE_MAX */
 	struct expect msg[MSGS_MAX];
 	size_t nmsg;	    /* complete messages */
-	size_t open_start;  /* start of a message whose last frame has not been sealed */
-	uint8_t *open_data; /* and its bytes so far */
+	uint8_t *open_data; /* the bytes so far of a message whose last frame is not sealed */
 	size_t open_len;
 	bool open;
 };
@@ -72,11 +71,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static void add_msg(size_t start, const uint8_t *data, size_t len, bool owned)
+static void add_msg(const uint8_t *data, size_t len, bool owned)
 {
 	struct expect *e = &sc.msg[sc.nmsg++];
 
-	e->start = start;
 	e->end = sc.len;
 	e->data = data;
 	e->len = len;
@@ -107,7 +105,7 @@ static void op_message(struct session_tx *tx, const uint8_t *data, size_t n, boo
 	FUZZ_CHECK(none == 0);
 	memcpy(sc.sealed + sc.len, sc.stream + sc.len, out);
 	sc.len += out;
-	add_msg(sc.len - out, in_big ? data : dup_bytes(data, n), n, !in_big);
+	add_msg(in_big ? data : dup_bytes(data, n), n, !in_big);
 }
 
 /* Seal one frame in place; a frame without the more bit ends the message. */
@@ -124,7 +122,6 @@ static void op_frame(struct session_tx *tx, bool more, const uint8_t *data, size
 	}
 	if (!sc.open) {
 		sc.open = true;
-		sc.open_start = sc.len;
 		sc.open_len = 0;
 		sc.open_data = NULL;
 	}
@@ -135,7 +132,7 @@ static void op_frame(struct session_tx *tx, bool more, const uint8_t *data, size
 	memcpy(sc.open_data + sc.open_len, data, n);
 	sc.open_len += n;
 	if (!more) {
-		add_msg(sc.open_start, sc.open_data, sc.open_len, true);
+		add_msg(sc.open_data, sc.open_len, true);
 		sc.open = false;
 		sc.open_data = NULL;
 		sc.open_len = 0;

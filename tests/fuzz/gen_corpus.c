@@ -19,6 +19,7 @@
 #include "ferry/chunker.h"
 #include "ferry/codec.h"
 #include "ferry/config.h"
+#include "ferry/ctl.h"
 #include "ferry/discovery.h"
 #include "ferry/error.h"
 #include "ferry/fcrypto.h"
@@ -1097,6 +1098,85 @@ static void gen_discovery(void)
 	save("discovery", "fields-reply", &b);
 }
 
+static void save_ctl(const char *name, uint8_t mode, uint8_t *msg, size_t len, bool keep_hdr)
+{
+	struct buf b = {0};
+
+	put_u8(&b, mode);
+	if (keep_hdr)
+		put(&b, msg, len);
+	else
+		put(&b, msg + CTL_HDR_LEN, len - CTL_HDR_LEN);
+	save("ctl", name, &b);
+	free(msg);
+}
+
+static void gen_ctl(void)
+{
+	struct ctl_request req;
+	struct ctl_status status;
+	struct ctl_progress progress;
+	struct ctl_manifest man;
+	uint8_t sig[64], *msg, *body;
+	size_t len, blen;
+
+	memset(&req, 0, sizeof(req));
+	req.version = CTL_PROTO_VERSION;
+	req.cmd = "fetch";
+	ctl_request_str(&req, "name", "llama-3-8b");
+	ctl_request_uint(&req, "version", 3);
+	ctl_request_bool(&req, "wait", true);
+	ctl_request_int(&req, "delta", -7);
+	ctl_request_bin(&req, "blob", "\x00\x01\x02", 3);
+	if (ctl_request_encode(&req, &msg, &len) != 0)
+		fatal("ctl_request_encode");
+	/* Mode 0 takes the length prefix too. */
+	save_ctl("request", 0, msg, len, true);
+
+	memset(sig, 0x5e, sizeof(sig));
+	ctl_signature_encode(sig, &msg, &len);
+	save_ctl("signature", 1, msg, len, false);
+
+	ctl_result_encode(FERRY_ENOSPC, "not enough space for llama-3-8b@3: needs 16 GB", &msg,
+			  &len);
+	save_ctl("result", 2, msg, len, false);
+
+	memset(&status, 0, sizeof(status));
+	fuzz_key(status.node.node_id, FUZZ_STATIC_R);
+	status.node.site = "clinic-a";
+	status.node.uptime_s = 3600;
+	status.node.store_bytes = 1u << 30;
+	status.node.peers_connected = 2;
+	status.node.rate_in_bps = 3.2e6;
+	status.node.store_error = "disk full";
+	status.ferryd_version = "0.1.0";
+	if (ctl_data_encode(CTL_DATA_STATUS, &status, &msg, &len) != 0)
+		fatal("ctl_data_encode");
+	save_ctl("data-status", 2, msg, len, false);
+
+	memset(&progress, 0, sizeof(progress));
+	progress.name = "llama-3-8b";
+	progress.p.version = 3;
+	progress.p.need_bytes = 16000000000ull;
+	progress.p.have_bytes = 4000000000ull;
+	progress.p.sources = 3;
+	progress.p.rate_bps = 3.3e6;
+	if (ctl_data_encode(CTL_DATA_PROGRESS, &progress, &msg, &len) != 0)
+		fatal("ctl_data_encode");
+	save_ctl("data-progress", 2, msg, len, false);
+
+	body = sample_body(&blen);
+	memset(&man, 0, sizeof(man));
+	man.body = body;
+	man.body_len = blen;
+	man.stats.files = 3;
+	man.stats.chunks = 61000;
+	if (ctl_data_encode(CTL_DATA_MANIFEST, &man, &msg, &len) != 0)
+		fatal("ctl_data_encode");
+	save_ctl("data-manifest", 2, msg, len, false);
+	free(body);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -1122,5 +1202,6 @@ int main(int argc, char **argv)
 	gen_wire();
 	gen_sideload();
 	gen_discovery();
+	gen_ctl();
 	return 0;
 }
