@@ -53,8 +53,9 @@
 
 /* At most this many clients at once; more are told to try again. */
 #define CTL_CLIENTS_MAX 64
-/* fetch --wait: one progress message this often. */
+/* fetch --wait: one progress message this often; completion is looked for more often. */
 #define PROGRESS_MS 500
+#define COMPLETE_POLL_MS 50
 /* After accept4 fails for lack of descriptors, wait this long before trying again. */
 #define ACCEPT_PAUSE_MS 1000
 /* A client may have at most this much unread output queued (a long peer list). */
@@ -115,6 +116,7 @@ struct conn {
 	struct ctl_request req;
 	char *name; /* fetch --wait */
 	uint64_t version;
+	uint64_t progress_sent; /* uv_now of the last progress message */
 	uint8_t *body; /* publish: the body sent for signing */
 	size_t body_len;
 	uint8_t *signed_bytes; /* publish: what node_publish_commit is given */
@@ -387,6 +389,9 @@ static void on_progress_tick(uv_timer_t *t)
 	}
 	if (c->version == 0)
 		c->version = p.version;
+	if (!p.complete && uv_now(conn_loop(c)) - c->progress_sent < PROGRESS_MS)
+		return;
+	c->progress_sent = uv_now(conn_loop(c));
 	send_progress(c, c->name, &p);
 	if (p.complete)
 		finish(c, 0, NULL);
@@ -413,7 +418,8 @@ static void run_fetch(struct conn *c)
 	c->name = xstrdup(name);
 	c->version = p.version ? p.version : version;
 	c->state = C_STREAM;
-	uv_timer_start(&c->timer, on_progress_tick, PROGRESS_MS, PROGRESS_MS);
+	c->progress_sent = uv_now(conn_loop(c));
+	uv_timer_start(&c->timer, on_progress_tick, COMPLETE_POLL_MS, COMPLETE_POLL_MS);
 }
 
 static void run_cancel(struct conn *c)

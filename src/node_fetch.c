@@ -43,6 +43,22 @@
 #define WANT_ASK_MS 10000
 /* Sources remembered per version for the completion line. */
 #define SOURCES_MAX 64
+/*
+ * Received chunk bytes allowed to wait for their check (decode + BLAKE2b on
+ * the thread pool). Above it no new requests go out and peers whose data
+ * pushed it over stop being read until half of it has drained, so a sender
+ * faster than this node's CPUs fills the TCP window, not this daemon's heap.
+ */
+#define VERIFY_QUEUE_MAX (4u << 20)
+/*
+ * Chunk bytes asked for and not yet committed (in flight, waiting for
+ * their check, queued for the store thread): new requests go out only
+ * within it. Without it a stall of the store thread let the requests
+ * already in flight pile up behind it (45 MB queued on loopback, where the
+ * measured round trip and so the window grow with the queue); 24 MiB still
+ * covers a 1 Gbit/s link with a 150 ms round trip.
+ */
+#define RECV_BUDGET (24u << 20)
 
 static char *sid(char buf[static ID_SHORT_LEN], const uint8_t id[32])
 {
@@ -688,10 +704,14 @@ static void fetch_pieces(struct node *n, struct nver *v)
 void node__fetch_poll(struct node *n)
 {
 	struct sched_reqs reqs = {0};
+	uint64_t held;
 
-	if (n->stopping || n->sq == NULL || storeq_busy(n->sq))
+	if (n->stopping || n->sq == NULL || storeq_busy(n->sq) ||
+	    n->verify_bytes >= VERIFY_QUEUE_MAX)
 		return;
-	if (sched_poll(n->sched, node__now(n), &reqs) < 0)
+	held = sched_inflight(n->sched) + n->verify_bytes + storeq_queued_bytes(n->sq);
+	if (held >= RECV_BUDGET ||
+	    sched_poll_max(n->sched, node__now(n), RECV_BUDGET - held, &reqs) < 0)
 		return;
 	for (size_t i = 0; i < reqs.n; i++) {
 		struct npeer *p =
@@ -1012,6 +1032,18 @@ static void chunk_verified(struct node *n, struct verify_job *j, struct npeer *p
 	storeq_put(n->sq, j->id, j->enc, j->len);
 }
 
+/* Reading resumes on the peers the check backlog held, unless a rate limit holds them too. */
+static void verify_resume(struct node *n)
+{
+	for (struct npeer *p = n->peers; p != NULL; p = p->next) {
+		if (!p->verify_paused)
+			continue;
+		p->verify_paused = false;
+		if (p->c != NULL && !p->read_paused)
+			peer_conn_set_reading(p->c, true);
+	}
+}
+
 static void verify_done(uv_work_t *w, int status)
 {
 	struct verify_job *j = w->data;
@@ -1019,6 +1051,9 @@ static void verify_done(uv_work_t *w, int status)
 	struct npeer *p = peer_of(n, j->h, j->peer_id);
 
 	n->pending_work--;
+	n->verify_bytes -= j->len;
+	if (n->verify_bytes < VERIFY_QUEUE_MAX / 2)
+		verify_resume(n);
 	if (j->rc == 0)
 		n->chunks_verified++;
 	else
@@ -1042,6 +1077,9 @@ static void verify_done(uv_work_t *w, int status)
 	free(j->refs);
 	free(j);
 	node__fetch_poll(n);
+	/* Nothing asked for and nothing left to check: the fetch has drained. */
+	if (n->verify_bytes == 0 && sched_inflight(n->sched) == 0)
+		storeq_flush(n->sq);
 }
 
 static void verify_submit(struct node *n, struct npeer *p, struct nreq *r)
@@ -1069,6 +1107,7 @@ static void verify_submit(struct node *n, struct npeer *p, struct nreq *r)
 		return;
 	}
 	n->pending_work++;
+	n->verify_bytes += j->len;
 }
 
 static void on_read_timer(uv_timer_t *t)
@@ -1077,7 +1116,8 @@ static void on_read_timer(uv_timer_t *t)
 
 	if (p->c != NULL && p->read_paused) {
 		p->read_paused = false;
-		peer_conn_set_reading(p->c, true);
+		if (!p->verify_paused)
+			peer_conn_set_reading(p->c, true);
 	}
 }
 
@@ -1146,6 +1186,11 @@ void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg 
 	verify_submit(n, p, r);
 	free(r->buf);
 	free(r);
+	if (n->verify_bytes >= VERIFY_QUEUE_MAX && !p->verify_paused) {
+		p->verify_paused = true;
+		if (!p->read_paused)
+			peer_conn_set_reading(p->c, false);
+	}
 }
 
 void node__on_chunk_none(struct node *n, struct npeer *p, const struct wire_msg *m)

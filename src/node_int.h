@@ -122,7 +122,8 @@ struct npeer {
 	unsigned nserve;
 	bool send_booked;  /* the head's next frame is booked with the rate limiter */
 	bool send_waiting; /* send_timer runs */
-	bool read_paused;
+	bool read_paused;   /* the download rate limit holds reading */
+	bool verify_paused; /* the chunk-check backlog holds reading */
 
 	struct nhave *haves;
 	size_t have_bytes;
@@ -247,6 +248,7 @@ struct node {
 	bool metrics_failing;	     /* the last write failed (logged once) */
 
 	unsigned pending_work; /* uv_queue_work and storeq jobs not finished */
+	size_t verify_bytes;   /* received chunk bytes waiting for or in their check */
 	bool stopping;
 	bool net_freed;
 	bool sq_closed;

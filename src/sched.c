@@ -836,12 +836,13 @@ static uint32_t pick_endgame(const struct sched *s, uint32_t h, const struct pee
 	return best;
 }
 
+/* Requests for p, at most max of them and *budget bytes (NULL: no byte budget). */
 static size_t fill(struct sched *s, uint32_t h, struct peer *p, uint64_t now, size_t max,
-		   struct sched_chunk *arr, struct sched_reqs *vec)
+		   uint64_t *budget, struct sched_chunk *arr, struct sched_reqs *vec)
 {
 	size_t n = 0;
 
-	while (n < max && peer_room(s, p, 1)) {
+	while (n < max && peer_room(s, p, 1) && (budget == NULL || *budget > 0)) {
 		uint32_t slot = pick(s, h, p);
 		struct chunk *c;
 
@@ -850,9 +851,11 @@ static size_t fill(struct sched *s, uint32_t h, struct peer *p, uint64_t now, si
 		if (slot == NONE)
 			break;
 		c = &s->ch[slot];
-		if (!peer_room(s, p, c->len))
+		if (!peer_room(s, p, c->len) || (budget != NULL && c->len > *budget))
 			break;
 		issue(s, h, p, slot, now);
+		if (budget != NULL)
+			*budget -= c->len;
 		if (arr) {
 			memcpy(arr[n].id, c->id, 32);
 			arr[n].len = c->len;
@@ -869,7 +872,7 @@ int sched_next(struct sched *s, uint32_t peer, uint64_t now, struct sched_chunk 
 
 	if (!p)
 		return FERRY_ENOENT;
-	return (int)fill(s, peer, p, now, MIN(max, (size_t)INT_MAX), out, NULL);
+	return (int)fill(s, peer, p, now, MIN(max, (size_t)INT_MAX), NULL, out, NULL);
 }
 
 /* Estimated completion time of one more typical chunk at p, in ms. */
@@ -881,6 +884,20 @@ static double peer_ect(const struct sched *s, const struct peer *p)
 }
 
 int sched_poll(struct sched *s, uint64_t now, struct sched_reqs *out)
+{
+	return sched_poll_max(s, now, UINT64_MAX, out);
+}
+
+uint64_t sched_inflight(const struct sched *s)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < s->npl; i++)
+		sum += s->peers[s->plist[i]]->inflight;
+	return sum;
+}
+
+int sched_poll_max(struct sched *s, uint64_t now, uint64_t max_bytes, struct sched_reqs *out)
 {
 	uint32_t *order = xcalloc(s->npl, sizeof(*order));
 	double *key = xcalloc(s->npl, sizeof(*key));
@@ -899,7 +916,7 @@ int sched_poll(struct sched *s, uint64_t now, struct sched_reqs *out)
 		order[j] = s->plist[i];
 	}
 	for (size_t i = 0; i < s->npl; i++)
-		total += fill(s, order[i], s->peers[order[i]], now, SIZE_MAX, NULL, out);
+		total += fill(s, order[i], s->peers[order[i]], now, SIZE_MAX, &max_bytes, NULL, out);
 	free(order);
 	free(key);
 	return total > INT_MAX ? INT_MAX : (int)total;

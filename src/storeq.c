@@ -68,6 +68,7 @@ struct storeq {
 	struct job *done_jobs, **done_jobs_tail;
 	bool closing, stopped;
 	bool err;
+	bool flush; /* commit what is queued now, without waiting for commit_ms */
 	char errmsg[512];
 	uint64_t retry_at;
 	struct storeq_stats stats;
@@ -79,9 +80,9 @@ struct storeq {
 void storeq_params_default(struct storeq_params *p)
 {
 	*p = (struct storeq_params){
-	    .commit_bytes = 8u << 20,
+	    .commit_bytes = 4u << 20,
 	    .commit_ms = 500,
-	    .max_queued_bytes = 16u << 20,
+	    .max_queued_bytes = 8u << 20,
 	    .min_free_space = 0,
 	    .retry_ms = 2000,
 	};
@@ -175,8 +176,10 @@ static void commit_batch(struct storeq *q)
 		n++;
 	}
 	q->head = last->next;
-	if (q->head == NULL)
+	if (q->head == NULL) {
 		q->tail = &q->head;
+		q->flush = false;
+	}
 	last->next = NULL;
 
 	pthread_mutex_unlock(&q->mu);
@@ -274,7 +277,7 @@ static void *thread_main(void *arg)
 		}
 		if (q->err)
 			due_at = q->retry_at;
-		else if (q->queued_bytes >= q->p.commit_bytes)
+		else if (q->queued_bytes >= q->p.commit_bytes || q->flush)
 			due_at = now;
 		else
 			due_at = q->head->queued_ms + q->p.commit_ms;
@@ -426,6 +429,16 @@ void storeq_job(struct storeq *q, int (*work)(void *arg, struct store *st),
 	*q->jobs_tail = j;
 	q->jobs_tail = &j->next;
 	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->mu);
+}
+
+void storeq_flush(struct storeq *q)
+{
+	pthread_mutex_lock(&q->mu);
+	if (q->head != NULL) {
+		q->flush = true;
+		pthread_cond_signal(&q->cond);
+	}
 	pthread_mutex_unlock(&q->mu);
 }
 

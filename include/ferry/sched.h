@@ -193,6 +193,14 @@ int sched_next(struct sched *s, uint32_t peer, uint64_t now, struct sched_chunk 
  * returns how many.
  */
 int sched_poll(struct sched *s, uint64_t now, struct sched_reqs *out);
+/*
+ * sched_poll() issuing at most max_bytes of requests in all: the caller's
+ * memory budget for what it has asked for and not yet stored. A chunk
+ * larger than what is left of max_bytes is not asked for in this call.
+ */
+int sched_poll_max(struct sched *s, uint64_t now, uint64_t max_bytes, struct sched_reqs *out);
+/* Bytes of active requests over all peers (stalled ones not counted). */
+uint64_t sched_inflight(const struct sched *s);
 
 /*
  * bytes more of chunk id arrived from peer (call per data frame). Progress

@@ -7,9 +7,10 @@
  * soon as it holds commit_bytes or its oldest chunk has waited commit_ms,
  * whichever comes first: that is the durability window of DESIGN.md (a kill
  * loses at most one window plus what was in flight). DESIGN.md allows up to
- * 16 MiB; 8 MiB batches keep a receiving daemon's anonymous memory near
- * 40 MiB instead of 74 MiB (a 1 GiB model on loopback) at no throughput
- * cost that the noise of a shared 2-core machine showed. When a batch is
+ * 16 MiB; 4 MiB batches with at most 8 MiB queued keep a receiving
+ * daemon's anonymous memory at 47-60 MiB instead of 72-84 MiB with 8/16 MiB
+ * (bench/transfer.sh, 512 MiB and 1 GiB on loopback) at no throughput cost
+ * that the noise of a shared 2-core machine showed. When a batch is
  * committed, on_commit runs on the loop thread with the ids it held: only
  * then does the node advertise them (HAVE_ADD), so a node never offers a
  * chunk a crash could take back.
@@ -41,9 +42,9 @@ struct store;
 struct storeq;
 
 struct storeq_params {
-	size_t commit_bytes;	 /* commit once a batch holds this much (8 MiB) */
+	size_t commit_bytes;	 /* commit once a batch holds this much (4 MiB) */
 	uint32_t commit_ms;	 /* ... or its oldest chunk waited this long (500 ms) */
-	size_t max_queued_bytes; /* storeq_busy() above this (16 MiB) */
+	size_t max_queued_bytes; /* storeq_busy() above this (8 MiB) */
 	uint64_t min_free_space; /* never let a commit leave less free on the file system */
 	uint32_t retry_ms;	 /* retry a failed commit after this long (2 s) */
 };
@@ -82,6 +83,14 @@ void storeq_put(struct storeq *q, const uint8_t id[static 32], uint8_t *enc, siz
  */
 void storeq_job(struct storeq *q, int (*work)(void *arg, struct store *st),
 		void (*done)(void *arg, int rc), void *arg);
+
+/*
+ * Commit what is queued now rather than when commit_ms has passed: for a
+ * caller that knows nothing more is coming soon (the last chunk of a fetch
+ * arrived), so the version is complete and advertised at once. A failing
+ * store keeps its retry schedule.
+ */
+void storeq_flush(struct storeq *q);
 
 /* Encoded bytes queued and not yet committed. */
 size_t storeq_queued_bytes(struct storeq *q);

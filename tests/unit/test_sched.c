@@ -757,6 +757,37 @@ static void test_want_have_progress(void **state)
 	free(chunks);
 }
 
+/* sched_poll_max never asks for more bytes than its budget; sched_inflight counts them. */
+static void test_poll_budget(void **state)
+{
+	struct sched *s = new_sched(3);
+	struct sched_chunk *chunks = mkchunks(4, 10, 1000);
+	struct sched_reqs reqs = {0};
+	uint8_t bits[2];
+
+	(void)state;
+	assert_int_equal(sched_want(s, 1, chunks, 10, NULL, 0), 0);
+	for (uint32_t h = 0; h < 2; h++) {
+		add_peer(s, h, 10 + h, SCHED_LAN, 0);
+		bits_range(bits, 2, 0, 10);
+		assert_int_equal(sched_peer_have(s, h, 1, bits, 10, 0), 0);
+	}
+	assert_int_equal(sched_inflight(s), 0);
+	/* 3500 bytes: three chunks of 1000 fit, the fourth does not. */
+	assert_int_equal(sched_poll_max(s, 0, 3500, &reqs), 3);
+	assert_int_equal(reqs.n, 3);
+	assert_int_equal(sched_inflight(s), 3000);
+	reqs.n = 0;
+	assert_int_equal(sched_poll_max(s, 0, 999, &reqs), 0);
+	assert_int_equal(sched_inflight(s), 3000);
+	/* Without a budget the rest goes out (and end-game duplicates on the LAN). */
+	assert_true(sched_poll(s, 0, &reqs) >= 7);
+	assert_true(sched_inflight(s) >= 10000);
+	sched_reqs_free(&reqs);
+	sched_free(s);
+	free(chunks);
+}
+
 static void test_bad_input(void **state)
 {
 	struct sched *s = new_sched(7);
@@ -1149,6 +1180,7 @@ int main(void)
 	    cmocka_unit_test(test_rarest_first),
 	    cmocka_unit_test(test_lan_preferred),
 	    cmocka_unit_test(test_window_bdp),
+	    cmocka_unit_test(test_poll_budget),
 	    cmocka_unit_test(test_stall_reissue),
 	    cmocka_unit_test(test_endgame),
 	    cmocka_unit_test(test_abandon),

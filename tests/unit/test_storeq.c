@@ -205,6 +205,34 @@ static void test_put_commit(void **state)
 	fix_free(f);
 }
 
+/* storeq_flush commits a small batch at once instead of after commit_ms (an hour here). */
+static void test_flush(void **state)
+{
+	struct storeq_params p;
+	struct fix *f;
+	uint64_t give_up;
+
+	storeq_params_default(&p);
+	p.commit_ms = 3600 * 1000;
+	f = fix_new(&p);
+	for (uint32_t n = 0; n < 3; n++)
+		put(f, n, 1000);
+	run_for(f, 50);
+	assert_int_equal(f->n_ids, 0);
+	storeq_flush(f->q);
+	give_up = now_ms() + 10000;
+	while (f->n_ids < 3 && now_ms() < give_up)
+		run_for(f, 10);
+	assert_int_equal(f->n_ids, 3);
+	for (uint32_t n = 0; n < 3; n++)
+		assert_true(stored(f, n, 1000));
+	/* The flush applied to what was queued: a new chunk waits for commit_ms again. */
+	put(f, 3, 1000);
+	run_for(f, 50);
+	assert_int_equal(f->n_ids, 3);
+	fix_free(f);
+}
+
 /* A batch never holds more than commit_bytes (unless one chunk alone is larger). */
 static void test_batch_size(void **state)
 {
@@ -416,6 +444,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_put_commit),
 	    cmocka_unit_test(test_batch_size),
+	    cmocka_unit_test(test_flush),
 	    cmocka_unit_test(test_full_disk_retry),
 	    cmocka_unit_test(test_busy),
 	    cmocka_unit_test(test_job),
