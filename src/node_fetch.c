@@ -908,7 +908,8 @@ void node__on_have(struct node *n, struct npeer *p, const struct wire_msg *m)
 	if (w->complete) {
 		char pid[ID_SHORT_LEN];
 
-		if (!h->complete)
+		/* Only versions we track: a name we refused has no business in our log. */
+		if (!h->complete && v != NULL)
 			log_debug(LOG_FETCH, "peer %s holds all of %s@%" PRIu64, sid(pid, p->id),
 				  w->name, w->version);
 		if (h->bits != NULL)
@@ -939,7 +940,7 @@ void node__on_have(struct node *n, struct npeer *p, const struct wire_msg *m)
 		}
 		for (size_t i = 0; i < bytes && !held; i++)
 			held = h->bits[i] != 0;
-		if (lost && !held)
+		if (lost && !held && v != NULL)
 			log_debug(LOG_FETCH, "peer %s no longer holds %s@%" PRIu64, sid(pid, p->id),
 				  w->name, w->version);
 		if (lost && v != NULL && v->state == NV_READY)

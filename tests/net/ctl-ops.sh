@@ -60,8 +60,17 @@ hook_last() {
 		fail "on_activate: last line '$(tail -n 1 "$T/hook.out" 2>/dev/null)', not '$1'"
 }
 
-say "b fetches llm@1..3"
+say "b fetches llm@1..3; c, a peer of b, fetches llm@2 and llm@3 and hears b holds them"
 for v in 1 2 3; do ctl $B fetch "llm@$v" --wait >/dev/null || fail "fetch llm@$v failed"; done
+node_make c "models.want=" "peers.peer=$(addr_of b)"
+node_start c
+C="--socket $T/c/ferryd.sock"
+for v in 2 3; do ctl $C fetch "llm@$v" --wait >/dev/null || fail "c: fetch llm@$v failed"; done
+# Restarted, c tracks the versions it holds and logs which of them b offers.
+lines=$(wc -l <"$T/c/log")
+node_stop c
+node_start c
+wait_log c "peer $(short_id b) holds all of llm@3" 30 "$lines"
 
 say "activate llm@1, then llm@2: current, the hook and what was before"
 ctl $B activate llm@1 >"$T/out" || fail "activate llm@1 failed: $(cat "$T/out")"
@@ -83,7 +92,7 @@ grep -q "^llm: version 1 is active now (before: version 2)$" "$T/out" ||
 current 1
 hook_last "llm 1 2"
 
-say "a failed activation says why in one sentence and leaves llm@1 active"
+say "failed activations (missing, incomplete, corrupt) say why in one sentence; llm@1 stays"
 status=0
 ctl $B activate llm@9 >"$T/out" 2>"$T/err" || status=$?
 [ "$status" -eq 1 ] || fail "activate llm@9 exited $status"
@@ -106,6 +115,29 @@ grep -q "^ferryctl: activate: cannot activate llm@4: not complete: .*; llm stays
 	fail "activate llm@4 said: $(cat "$T/err")"
 current 1
 hook_last "llm 1 2"
+# A corrupt chunk of llm@3 (its tokenizer is random bytes, stored raw): flip a byte in b's
+# store file; the running daemon reads it through its map.
+python3 - "$T/b/state/store/data.mdb" "$T/m3/sub/tokenizer.json" <<'PY'
+import sys
+src = open(sys.argv[2], "rb").read()
+probe = src[200000:200064]
+with open(sys.argv[1], "r+b") as f:
+    data = f.read()
+    i = data.find(probe)
+    assert i >= 0, "the chunk's bytes are not in the store file"
+    while i >= 0:
+        f.seek(i)
+        f.write(bytes([data[i] ^ 0xff]))
+        i = data.find(probe, i + 1)
+PY
+status=0
+ctl $B activate llm@3 >/dev/null 2>"$T/err" || status=$?
+[ "$status" -eq 1 ] || fail "activating llm@3 with a corrupt chunk exited $status"
+[ "$(wc -l <"$T/err")" -eq 1 ] || fail "more than one line: $(cat "$T/err")"
+grep -q "^ferryctl: activate: cannot activate llm@3: .*corrupt.*; llm stays at version 1$" "$T/err" ||
+	fail "activate llm@3 said: $(cat "$T/err")"
+current 1
+[ ! -e "$M/3" ] || fail "models/llm/3 exists after a failed activation"
 status=0
 ctl $B activate llm >/dev/null 2>"$T/err" || status=$?
 [ "$status" -eq 2 ] || fail "activate without a version exited $status, not 2 (usage)"
@@ -171,11 +203,6 @@ grep -q '^ferry_model_active_version{name="llm"} 1$' "$T/metrics.txt" ||
 	fail "metrics do not say llm is at version 1"
 grep -q '^ferry_cache_quota_bytes 1024$' "$T/metrics.txt" || fail "metrics: no quota of 1024"
 
-say "c connects to b and hears it holds llm@3"
-node_make c "models.want=" "peers.peer=$(addr_of b)"
-node_start c
-wait_log c "peer $(short_id b) holds all of llm@3" 30
-
 say "gc: a pinned llm@3 stays; unpinned, it is evicted and its chunks freed"
 ctl $B --json gc >"$T/gc.json" || fail "gc failed"
 json_check "$T/gc.json" 'd["evicted"] == [] and d["short_by"] > 0'
@@ -192,12 +219,12 @@ ctl $B --json models >"$T/models.json"
 json_check "$T/models.json" "not any(r['version'] == 3 for r in d['models']) and $(row 1)['active']"
 current 1
 
-say "the evicted llm@3 is no longer offered: c is told, and a new connection is not offered it"
+say "the evicted llm@3 is no longer offered: c is told, and not offered it when it reconnects"
 wait_log c "peer $(short_id b) no longer holds llm@3" 30
 lines=$(wc -l <"$T/c/log")
 node_stop c
 node_start c
-wait_log c "peer $(short_id b) holds all of llm@1" 30 "$lines"
+wait_log c "peer $(short_id b) holds all of llm@2" 30 "$lines"
 if tail -n +"$((lines + 1))" "$T/c/log" | grep -q "peer $(short_id b) holds all of llm@3"; then
 	fail "b still offers the evicted llm@3 to a new connection"
 fi
