@@ -410,6 +410,28 @@ out:
 	return r;
 }
 
+int activate_check(const char *state_dir, const struct manifest *m)
+{
+	char v[VNAME_MAX];
+	struct stat sb;
+	int namefd = -1, r;
+
+	vname(v, m->version);
+	/* Under models_lock: a cleanup or a new copy must not change the tree mid-check. */
+	pthread_mutex_lock(&models_lock);
+	r = open_name_dir(state_dir, m->name, false, &namefd);
+	if (r == 0 && fstatat(namefd, v, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+		r = ferry_errno(errno, "models/%s/%s", m->name, v);
+	else if (r == 0)
+		r = S_ISDIR(sb.st_mode)
+			? check_tree(namefd, v, m, true)
+			: ferry_errf(FERRY_ECORRUPT, "models/%s/%s: not a directory", m->name, v);
+	if (namefd >= 0)
+		close(namefd);
+	pthread_mutex_unlock(&models_lock);
+	return r;
+}
+
 /* ---- step 2: switch ----------------------------------------------------- */
 
 bool activate_auto_eligible(const struct store_head *h, uint64_t version)

@@ -51,6 +51,8 @@
 /* After util.h: see the note in ferryd.c about <sys/param.h>'s MIN/MAX. */
 #include <uv.h>
 
+#include "ctl_int.h"
+
 /* At most this many clients at once; more are told to try again. */
 #define CTL_CLIENTS_MAX 64
 /* fetch --wait: one progress message this often; completion is looked for more often. */
@@ -86,6 +88,8 @@ struct ctl_server {
 	bool closing;
 	void (*close_cb)(void *arg);
 	void *close_arg;
+	ctl_reload_fn *reload; /* ctl_server_set_reload; NULL: reload is refused */
+	void *reload_arg;
 };
 
 enum conn_state { C_REQUEST, C_BUSY, C_STREAM, C_SIGNATURE, C_DONE };
@@ -546,6 +550,70 @@ static void run_export(struct conn *c)
 	}
 }
 
+/* ---- for the command files (ctl_int.h) ---------------------------------- */
+
+const char *ctl__arg_str(const struct conn *c, const char *key)
+{
+	return arg_str(c, key);
+}
+
+uint64_t ctl__arg_uint(const struct conn *c, const char *key, uint64_t def)
+{
+	return arg_uint(c, key, def);
+}
+
+bool ctl__arg_bool(const struct conn *c, const char *key)
+{
+	return arg_bool(c, key);
+}
+
+struct node *ctl__node(const struct conn *c)
+{
+	return conn_node(c);
+}
+
+void ctl__send(struct conn *c, enum ctl_data_kind kind, const void *rec)
+{
+	send_data(c, kind, rec);
+}
+
+void ctl__finish(struct conn *c, int code, const char *msg)
+{
+	finish(c, code, msg);
+}
+
+void ctl__wait(struct conn *c)
+{
+	c->state = C_BUSY;
+	c->pending++;
+}
+
+void ctl__unwait(struct conn *c)
+{
+	c->pending--;
+}
+
+bool ctl__callback_gone(struct conn *c)
+{
+	return callback_gone(c);
+}
+
+int ctl__reload(struct conn *c, char **why)
+{
+	struct ctl_server *s = c->srv;
+
+	*why = NULL;
+	if (s->reload == NULL)
+		return ferry_errf(FERRY_EINVAL, "this ferryd cannot reload its configuration");
+	return s->reload(s->reload_arg, why);
+}
+
+void ctl_server_set_reload(struct ctl_server *s, ctl_reload_fn *fn, void *arg)
+{
+	s->reload = fn;
+	s->reload_arg = arg;
+}
+
 /*
  * The command table: dispatch, permissions, argument checks, and (through
  * ctl_cmd_at) the test that keeps docs/protocol.md in step with it.
@@ -578,6 +646,30 @@ static const struct cmd commands[] = {
       {{"name", CTL_T_STR, true}, {"version", CTL_T_UINT, false}, {"sha256", CTL_T_BOOL, false}},
       ""},
      run_export},
+    {{"activate",
+      CTL_WRITE,
+      false,
+      {{"name", CTL_T_STR, true}, {"version", CTL_T_UINT, true}},
+      "activation"},
+     ctl__run_activate},
+    {{"rollback", CTL_WRITE, false, {{"name", CTL_T_STR, true}}, "activation"}, ctl__run_rollback},
+    {{"pin", CTL_WRITE, false, {{"name", CTL_T_STR, true}, {"version", CTL_T_UINT, false}}, "pin"},
+     ctl__run_pin},
+    {{"unpin",
+      CTL_WRITE,
+      false,
+      {{"name", CTL_T_STR, true}, {"version", CTL_T_UINT, false}},
+      "pin"},
+     ctl__run_unpin},
+    {{"gc", CTL_WRITE, false, {{NULL, 0, false}}, "evicted* gc"}, ctl__run_gc},
+    {{"metrics", CTL_READ, false, {{NULL, 0, false}}, "text"}, ctl__run_metrics},
+    {{"reload", CTL_WRITE, false, {{NULL, 0, false}}, ""}, ctl__run_reload},
+    {{"verify",
+      CTL_READ,
+      false,
+      {{"name", CTL_T_STR, true}, {"version", CTL_T_UINT, false}},
+      "problem* verify"},
+     ctl__run_verify},
 };
 
 const struct ctl_cmd_info *ctl_cmd_at(size_t i)
@@ -654,7 +746,7 @@ static void log_write(const struct conn *c, const struct cmd *cmd)
 	const char *name = arg_str(c, "name");
 	char ref[MANIFEST_NAME_MAX + 32];
 
-	log_info(LOG_CTL, "%s %s requested by uid %u (pid %d)", cmd->info.name,
+	log_info(LOG_CTL, "%s%s%s requested by uid %u (pid %d)", cmd->info.name, name ? " " : "",
 		 name ? ref_str(ref, sizeof(ref), name, arg_uint(c, "version", 0)) : "",
 		 (unsigned)c->cred.uid, (int)c->cred.pid);
 }

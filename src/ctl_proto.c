@@ -551,6 +551,68 @@ static const struct field manifest_fields[] = {
     {NULL, 0, 0},
 };
 
+#define AC(f) offsetof(struct ctl_activation, f)
+static const struct field activation_fields[] = {
+    {"name", F_STR, AC(name)},		{"active", F_U64, AC(active)},
+    {"previous", F_U64, AC(previous)},	{"held", F_U64, AC(held)},
+    {"switched", F_BOOL, AC(switched)}, {"materialized", F_BOOL, AC(materialized)},
+    {"hook_ran", F_BOOL, AC(hook_ran)}, {"hook_error", F_STR, AC(hook_error)},
+    {"removed", F_UNS, AC(removed)},	{NULL, 0, 0},
+};
+
+#define PN(f) offsetof(struct ctl_pin, f)
+static const struct field pin_fields[] = {
+    {"name", F_STR, PN(name)},
+    {"version", F_U64, PN(version)},
+    {"pinned", F_BOOL, PN(pinned)},
+    {"changed", F_U64, PN(changed)},
+    {NULL, 0, 0},
+};
+
+#define GC(f) offsetof(struct ctl_gc, f)
+static const struct field gc_fields[] = {
+    {"freed_chunks", F_U64, GC(freed_chunks)}, {"freed_bytes", F_U64, GC(freed_bytes)},
+    {"usage_before", F_U64, GC(usage_before)}, {"usage_after", F_U64, GC(usage_after)},
+    {"short_by", F_U64, GC(short_by)},	       {NULL, 0, 0},
+};
+
+#define EV(f) offsetof(struct ctl_evicted, f)
+static const struct field evicted_fields[] = {
+    {"name", F_STR, EV(name)},
+    {"version", F_U64, EV(version)},
+    {"bytes", F_U64, EV(bytes)},
+    {NULL, 0, 0},
+};
+
+static const struct field text_fields[] = {
+    {"text", F_STR, offsetof(struct ctl_text, text)},
+    {NULL, 0, 0},
+};
+
+#define PB(f) offsetof(struct ctl_problem, f)
+static const struct field problem_fields[] = {
+    {"path", F_STR, PB(path)},
+    {"offset", F_U64, PB(offset)},
+    {"chunk", F_ID, PB(chunk)},
+    {"problem", F_STR, PB(problem)},
+    {"index_piece", F_BOOL, PB(index_piece)},
+    {"detail", F_STR, PB(detail)},
+    {NULL, 0, 0},
+};
+
+#define VF(f) offsetof(struct ctl_verify, f)
+static const struct field verify_fields[] = {
+    {"name", F_STR, VF(name)},
+    {"version", F_U64, VF(version)},
+    {"chunks", F_U64, VF(chunks)},
+    {"bytes", F_U64, VF(bytes)},
+    {"corrupt", F_U64, VF(corrupt)},
+    {"missing", F_U64, VF(missing)},
+    {"materialized", F_BOOL, VF(materialized)},
+    {"files_ok", F_BOOL, VF(files_ok)},
+    {NULL, 0, 0},
+};
+
 static const struct {
 	const char *name;
 	const struct field *fields;
@@ -560,6 +622,13 @@ static const struct {
     [CTL_DATA_MODEL] = {"model", model_fields},
     [CTL_DATA_PROGRESS] = {"progress", progress_fields},
     [CTL_DATA_MANIFEST] = {"manifest", manifest_fields},
+    [CTL_DATA_ACTIVATION] = {"activation", activation_fields},
+    [CTL_DATA_PIN] = {"pin", pin_fields},
+    [CTL_DATA_GC] = {"gc", gc_fields},
+    [CTL_DATA_EVICTED] = {"evicted", evicted_fields},
+    [CTL_DATA_TEXT] = {"text", text_fields},
+    [CTL_DATA_PROBLEM] = {"problem", problem_fields},
+    [CTL_DATA_VERIFY] = {"verify", verify_fields},
 };
 
 const char *ctl_data_kind_name(enum ctl_data_kind kind)
@@ -696,6 +765,20 @@ static size_t kind_size(enum ctl_data_kind kind)
 		return sizeof(struct ctl_progress);
 	case CTL_DATA_MANIFEST:
 		return sizeof(struct ctl_manifest);
+	case CTL_DATA_ACTIVATION:
+		return sizeof(struct ctl_activation);
+	case CTL_DATA_PIN:
+		return sizeof(struct ctl_pin);
+	case CTL_DATA_GC:
+		return sizeof(struct ctl_gc);
+	case CTL_DATA_EVICTED:
+		return sizeof(struct ctl_evicted);
+	case CTL_DATA_TEXT:
+		return sizeof(struct ctl_text);
+	case CTL_DATA_PROBLEM:
+		return sizeof(struct ctl_problem);
+	case CTL_DATA_VERIFY:
+		return sizeof(struct ctl_verify);
 	}
 	return 0;
 }

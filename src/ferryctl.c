@@ -641,8 +641,8 @@ static const char *socket_path(const struct ctl *c)
 }
 
 /* One exchange with ferryd: the request (with fd if >= 0), then its replies. */
-static int daemon_call(const struct ctl *c, const struct ctl_request *req, int fd,
-		       ctl_client_data_fn *on_data, void *arg)
+int daemon_call(const struct ctl *c, const struct ctl_request *req, int fd,
+		ctl_client_data_fn *on_data, void *arg)
 {
 	struct ctl_client *cl = NULL;
 	int r;
@@ -657,7 +657,7 @@ static int daemon_call(const struct ctl *c, const struct ctl_request *req, int f
 }
 
 /* Decode a data message that must be of kind; *mem owns its strings (free it). */
-static int daemon_record(const struct ctl_msg *m, enum ctl_data_kind kind, void *rec, char **mem)
+int daemon_record(const struct ctl_msg *m, enum ctl_data_kind kind, void *rec, char **mem)
 {
 	*mem = NULL;
 	if (m->kind != (int)kind)
@@ -1282,15 +1282,59 @@ static const struct cmd commands[] = {
     {.name = "verify",
      .kind = CMD_READ,
      .fn = cmd_verify,
+     .daemon = cmd_verify_daemon,
      .usage = "NAME[@VERSION]",
-     .help = "re-check every stored chunk of a version; exit 1 if any is bad",
+     .help = "re-check a version's stored chunks and materialized files; exit 1 if any is bad",
+     .pos = {"NAME[@VERSION]"},
+     .npos_min = 1},
+    {.name = "activate",
+     .kind = CMD_WRITE,
+     .fn = cmd_activate,
+     .daemon = cmd_activate_daemon,
+     .usage = "NAME@VERSION",
+     .help = "make VERSION what local inference uses (models/NAME/current), atomically",
+     .pos = {"NAME@VERSION"},
+     .npos_min = 1},
+    {.name = "rollback",
+     .kind = CMD_WRITE,
+     .fn = cmd_rollback,
+     .daemon = cmd_rollback_daemon,
+     .usage = "NAME",
+     .help = "switch back to the previous active version; hold until a newer one arrives",
+     .pos = {"NAME"},
+     .npos_min = 1},
+    {.name = "pin",
+     .kind = CMD_WRITE,
+     .fn = cmd_pin,
+     .daemon = cmd_pin_daemon,
+     .usage = "NAME[@VERSION]",
+     .help = "keep a version from eviction (default: the active one)",
+     .pos = {"NAME[@VERSION]"},
+     .npos_min = 1},
+    {.name = "unpin",
+     .kind = CMD_WRITE,
+     .fn = cmd_pin,
+     .daemon = cmd_pin_daemon,
+     .usage = "NAME[@VERSION]",
+     .help = "let gc evict a version again (default: every pinned version of NAME)",
      .pos = {"NAME[@VERSION]"},
      .npos_min = 1},
     {.name = "gc",
      .kind = CMD_WRITE,
      .fn = cmd_gc,
+     .daemon = cmd_gc_daemon,
      .usage = "",
-     .help = "drop the chunks that no stored manifest references"},
+     .help = "drop unreferenced chunks; through ferryd, evict versions beyond the quota too"},
+    {.name = "metrics",
+     .kind = CMD_READ,
+     .daemon = cmd_metrics_daemon,
+     .usage = "",
+     .help = "the Prometheus text format, every name prefixed ferry_"},
+    {.name = "reload",
+     .kind = CMD_WRITE,
+     .daemon = cmd_reload_daemon,
+     .usage = "",
+     .help = "re-read the configuration file (as SIGHUP); a bad one is refused, the old kept"},
     {.name = "bundle",
      .kind = CMD_READ,
      .fn = cmd_bundle,

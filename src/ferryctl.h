@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ferry/ctl.h"
+#include "ferry/ctl_client.h"
+
 #define EXIT_USAGE 2
 #define MAX_POS	   16
 #define MAX_OPTS   4
@@ -62,6 +65,24 @@ int fail(const struct ctl *c, int code);
 int ctl_store_open(struct ctl *c, unsigned flags, struct store **st);
 /* The trust list of a --store command; *in_file (may be NULL) counts the file's keys. */
 int trust_load(const struct ctl *c, struct trust *t, size_t *in_file);
+
+/* One exchange with ferryd: the request (with fd if >= 0), then its replies to on_data. */
+int daemon_call(const struct ctl *c, const struct ctl_request *req, int fd,
+		ctl_client_data_fn *on_data, void *arg);
+/* Decode a data message that must be of kind; *mem owns its strings (free it, also on failure). */
+int daemon_record(const struct ctl_msg *m, enum ctl_data_kind kind, void *rec, char **mem);
+
+/* src/ferryctl_ops.c */
+int cmd_activate(struct ctl *c);
+int cmd_activate_daemon(struct ctl *c);
+int cmd_rollback(struct ctl *c);
+int cmd_rollback_daemon(struct ctl *c);
+int cmd_pin(struct ctl *c);
+int cmd_pin_daemon(struct ctl *c);
+int cmd_gc_daemon(struct ctl *c);
+int cmd_metrics_daemon(struct ctl *c);
+int cmd_reload_daemon(struct ctl *c);
+int cmd_verify_daemon(struct ctl *c);
 
 /* src/ferryctl_bundle.c */
 int cmd_bundle(struct ctl *c);

@@ -143,7 +143,12 @@ static void restart_key_changed(const struct config_key *k, void *arg)
 		 k->key, k->section);
 }
 
-static void reload(struct daemon *d)
+/*
+ * Re-read the configuration (SIGHUP or `ferryctl reload`, named by who). A
+ * refused file keeps the previous configuration; then *errors (if not NULL)
+ * gets every problem, one "FILE:LINE: ..." a line, owned by the caller.
+ */
+static int reload(struct daemon *d, const char *who, char **errors_out)
 {
 	struct config *next = NULL;
 	char *errors = NULL;
@@ -154,14 +159,19 @@ static void reload(struct daemon *d)
 	notify_sendf("RELOADING=1\nMONOTONIC_USEC=%llu",
 		     (unsigned long long)ts.tv_sec * 1000000ull +
 			 (unsigned long long)ts.tv_nsec / 1000u);
-	log_notice(LOG_MAIN, "received SIGHUP, reloading %s", d->opt->config_path);
+	log_notice(LOG_MAIN, "%s, reloading %s", who, d->opt->config_path);
 	rc = load_config(d, &next, &errors);
 	if (rc < 0) {
 		log_lines(LOG_P_ERR, errors ? errors : ferry_errmsg(rc));
 		log_err(LOG_CONFIG, "reload failed: keeping the previous configuration");
-		free(errors);
+		if (errors_out != NULL && errors == NULL)
+			errors = xstrdup(ferry_errmsg(rc));
+		if (errors_out != NULL)
+			*errors_out = errors;
+		else
+			free(errors);
 		send_ready(d);
-		return;
+		return rc;
 	}
 	config_keep_restart_keys(next, d->cfg, restart_key_changed, NULL);
 	if (config_equal(next, d->cfg))
@@ -175,6 +185,17 @@ static void reload(struct daemon *d)
 	config_free(d->cfg);
 	d->cfg = next;
 	send_ready(d);
+	return 0;
+}
+
+/* `ferryctl reload` (ctl_server_set_reload). */
+static int ctl_reload(void *arg, char **why)
+{
+	struct daemon *d = arg;
+
+	if (d->stopping)
+		return ferry_errf(FERRY_ECANCELED, "ferryd is stopping");
+	return reload(d, "ferryctl reload", why);
 }
 
 static void on_close(uv_handle_t *h)
@@ -218,7 +239,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
 	if (signum == SIGHUP) {
 		if (!d->stopping)
-			reload(d);
+			reload(d, "received SIGHUP", NULL);
 		return;
 	}
 	shutdown_daemon(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -284,6 +305,7 @@ static int run(struct daemon *d)
 		uv_loop_close(&d->loop);
 		return 1;
 	}
+	ctl_server_set_reload(d->ctl, ctl_reload, d);
 	send_ready(d);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	node_free(d->node);

@@ -435,6 +435,11 @@ static void gc_done(void *arg, int rc)
 		log_notice(LOG_MAIN,
 			   "gc: %zu versions evicted, %" PRIu64 " chunks (%" PRIu64 " bytes) freed",
 			   j->res.nevicted, j->res.freed_chunks, j->res.freed_bytes);
+	/* What is gone is no longer offered: not in HAVEs, not in the digest. */
+	for (size_t i = 0; i < j->res.nevicted; i++) {
+		node__version_gone(n, j->res.evicted[i].name, j->res.evicted[i].version);
+		node__newest_gone(n, j->res.evicted[i].name, j->res.evicted[i].version);
+	}
 	j->cb(j->arg, rc, &j->res);
 	activate_gc_result_free(&j->res);
 	free(j->state_dir);

@@ -239,6 +239,54 @@ static void send_have_all(struct node *n, const struct nver *v)
 		send_have(p, v);
 }
 
+/*
+ * Tell p we hold none of v any more: HAVEs with every bit clear over all its
+ * positions (a HAVE replaces what earlier ones said about the positions it
+ * covers). Only for a version we may have announced (its index was whole).
+ */
+static void send_have_none(struct npeer *p, const struct nver *v)
+{
+	struct wire_msg m = {.type = WIRE_HAVE};
+	size_t cap = MIN((size_t)(v->n + 7) / 8, (size_t)WIRE_HAVE_BITMAP_MAX);
+	uint8_t *zeros;
+	uint32_t first = 0;
+
+	if (v->state == NV_NEED_INDEX || v->n == 0)
+		return;
+	zeros = xcalloc(cap, 1);
+	snprintf(m.have.name, sizeof(m.have.name), "%s", v->name);
+	m.have.version = v->version;
+	m.have.nchunks = v->n;
+	do {
+		size_t bytes = MIN((size_t)(v->n - first + 7) / 8, cap);
+
+		m.have.first = first;
+		m.have.bitmap = zeros;
+		m.have.bitmap_len = bytes;
+		send_msg(p, &m);
+		first += (uint32_t)bytes * 8;
+	} while (first < v->n);
+	free(zeros);
+}
+
+static void ver_free(struct nver *v)
+{
+	for (uint32_t i = 0; i < v->npieces; i++)
+		free(v->piece_refs[i]);
+	free(v->piece_ids);
+	free(v->piece_refs);
+	free(v->piece_nrefs);
+	free(v->piece_asked);
+	free(v->piece_tries);
+	free(v->piece_failed);
+	free(v->piece_nfailed);
+	free(v->refs);
+	free(v->present);
+	free(v->sources);
+	manifest_free(v->m);
+	free(v);
+}
+
 static struct nhave *have_find(struct npeer *p, const char *name, uint64_t version)
 {
 	for (struct nhave *h = p->haves; h != NULL; h = h->next)
@@ -579,6 +627,39 @@ void node__wants_update(struct node *n)
 	node__fetch_poll(n);
 }
 
+void node__version_gone(struct node *n, const char *name, uint64_t version)
+{
+	struct nver **pv = &n->vers, *v;
+
+	while (*pv != NULL && ((*pv)->version != version || strcmp((*pv)->name, name) != 0))
+		pv = &(*pv)->next;
+	if ((v = *pv) == NULL)
+		return;
+	for (struct npeer *p = n->peers; p != NULL; p = p->next)
+		send_have_none(p, v);
+	ver_sched_out(n, v);
+	if (v->state == NV_COMPLETE) {
+		/* Nothing refers to a complete version: no piece requests, not in the idmap. */
+		*pv = v->next;
+		ver_free(v);
+		log_info(LOG_FETCH, "%s@%" PRIu64 " was evicted: no longer offered to peers", name,
+			 version);
+		return;
+	}
+	/*
+	 * Being fetched (requests and verifications may point at it): keep
+	 * tracking it, holding nothing, as the store now does.
+	 */
+	if (v->present != NULL)
+		memset(v->present, 0, (v->n + 7) / 8);
+	v->n_present = 0;
+	v->have_bytes = 0;
+	idmap_rebuild(n);
+	ver_sched_in(n, v);
+	log_info(LOG_FETCH, "%s@%" PRIu64 " was evicted while incomplete: its chunks are gone",
+		 name, version);
+}
+
 void node__ver_progress(struct node *n, struct nver *v, struct node_progress *out)
 {
 	struct sched_progress sp;
@@ -802,6 +883,23 @@ void node__peer_down_fetch(struct node *n, struct npeer *p)
 
 /* ---- HAVE and HAVE_ADD ---- */
 
+/*
+ * p holds less than it said (a chunk it no longer has, a version it evicted).
+ * sched has no "forget one holder" call: forget the peer's holdings and
+ * replay what its HAVEs say now.
+ */
+static void sched_forget_holdings(struct node *n, struct npeer *p, uint64_t now)
+{
+	if (!p->in_sched)
+		return;
+	sched_peer_remove(n->sched, p->h, now);
+	p->in_sched =
+	    sched_peer_add(n->sched, p->h, p->id, p->lan ? SCHED_LAN : SCHED_WAN, now) == 0;
+	for (struct nver *v = n->vers; v != NULL; v = v->next)
+		if (v->state == NV_READY)
+			sched_have_replay(n, p, v);
+}
+
 void node__on_have(struct node *n, struct npeer *p, const struct wire_msg *m)
 {
 	const struct wire_have *w = &m->have;
@@ -828,21 +926,45 @@ void node__on_have(struct node *n, struct npeer *p, const struct wire_msg *m)
 		p->haves = h;
 	}
 	if (w->complete) {
+		char pid[ID_SHORT_LEN];
+
+		/* Only versions we track: a name we refused has no business in our log. */
+		if (!h->complete && v != NULL)
+			log_debug(LOG_FETCH, "peer %s holds all of %s@%" PRIu64, sid(pid, p->id),
+				  w->name, w->version);
 		if (h->bits != NULL)
 			p->have_bytes -= bytes;
 		free(h->bits);
 		h->bits = NULL;
 		h->complete = true;
-	} else if (!h->complete) {
+	} else {
+		bool was_complete = h->complete, lost = false, held = false;
+		char pid[ID_SHORT_LEN];
+
 		if (h->bits == NULL) {
 			if (p->have_bytes + bytes > NODE_HAVE_BUDGET)
 				return;
-			h->bits = xcalloc(bytes ? bytes : 1, 1);
+			h->bits = xmalloc(bytes ? bytes : 1);
+			/* After a complete HAVE, positions this one does not cover stay held. */
+			memset(h->bits, was_complete ? 0xff : 0, bytes ? bytes : 1);
 			p->have_bytes += bytes;
 		}
-		if (w->first / 8 < bytes)
-			memcpy(h->bits + w->first / 8, w->bitmap,
-			       MIN(w->bitmap_len, bytes - w->first / 8));
+		h->complete = false;
+		if (w->first / 8 < bytes) {
+			size_t k = MIN(w->bitmap_len, bytes - w->first / 8);
+			uint8_t *at = h->bits + w->first / 8;
+
+			for (size_t i = 0; i < k; i++)
+				lost = lost || (at[i] & (uint8_t)~w->bitmap[i]) != 0;
+			memcpy(at, w->bitmap, k);
+		}
+		for (size_t i = 0; i < bytes && !held; i++)
+			held = h->bits[i] != 0;
+		if (lost && !held && v != NULL)
+			log_debug(LOG_FETCH, "peer %s no longer holds %s@%" PRIu64, sid(pid, p->id),
+				  w->name, w->version);
+		if (lost && v != NULL && v->state == NV_READY)
+			sched_forget_holdings(n, p, node__now(n));
 	}
 	if (v == NULL)
 		return;
@@ -1227,14 +1349,7 @@ void node__on_chunk_none(struct node *n, struct npeer *p, const struct wire_msg 
 				if (memcmp(v->refs[i].id, r->id, 32) == 0)
 					h->bits[i / 8] &= (uint8_t) ~(1u << (i % 8));
 		}
-		if (p->in_sched) {
-			sched_peer_remove(n->sched, p->h, now);
-			p->in_sched = sched_peer_add(n->sched, p->h, p->id,
-						     p->lan ? SCHED_LAN : SCHED_WAN, now) == 0;
-			for (struct nver *v = n->vers; v != NULL; v = v->next)
-				if (v->state == NV_READY)
-					sched_have_replay(n, p, v);
-		}
+		sched_forget_holdings(n, p, now);
 	}
 	free(r->buf);
 	free(r);
@@ -1633,20 +1748,7 @@ void node__fetch_free(struct node *n)
 		struct nver *v = n->vers;
 
 		n->vers = v->next;
-		for (uint32_t i = 0; i < v->npieces; i++)
-			free(v->piece_refs[i]);
-		free(v->piece_ids);
-		free(v->piece_refs);
-		free(v->piece_nrefs);
-		free(v->piece_asked);
-		free(v->piece_tries);
-		free(v->piece_failed);
-		free(v->piece_nfailed);
-		free(v->refs);
-		free(v->present);
-		free(v->sources);
-		manifest_free(v->m);
-		free(v);
+		ver_free(v);
 	}
 	if (n->idmap != NULL) {
 		free(n->idmap->slots);

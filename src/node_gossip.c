@@ -175,6 +175,36 @@ void node__newest_update(struct node *n, const char *name, uint64_t version, con
 	n->newest[n->nnewest++] = e;
 }
 
+static int newest_again(void *arg, const char *name, uint64_t version, const uint8_t *bytes,
+			size_t len)
+{
+	struct node *n = arg;
+	struct manifest *m = NULL;
+	uint8_t hash[32];
+
+	if (manifest_open(bytes, len, &n->trust, &m, hash) == 0)
+		node__newest_update(n, name, version, hash);
+	manifest_free(m);
+	return 0;
+}
+
+void node__newest_gone(struct node *n, const char *name, uint64_t version)
+{
+	struct store_rd *rd;
+	size_t i;
+
+	for (i = 0; i < n->nnewest; i++)
+		if (strcmp(n->newest[i].name, name) == 0)
+			break;
+	if (i == n->nnewest || n->newest[i].version != version)
+		return;
+	n->newest[i] = n->newest[--n->nnewest];
+	if (store_rd_begin(n->st, &rd) < 0)
+		return;
+	store_manifest_foreach(rd, name, newest_again, n);
+	store_rd_end(rd);
+}
+
 static bool rejected(const struct node *n, const uint8_t hash[32])
 {
 	for (unsigned i = 0; i < MIN(n->nrejects, (unsigned)NODE_REJECT_MAX); i++)

@@ -286,6 +286,8 @@ void node__push_manifest(struct node *n, const uint8_t *bytes, size_t len,
 void node__newest_update(struct node *n, const char *name, uint64_t version,
 			 const uint8_t hash[32]);
 int node__load_catalog(struct node *n);
+/* NAME@VERSION left the store: if it was the newest of its name, take the newest left. */
+void node__newest_gone(struct node *n, const char *name, uint64_t version);
 
 /* node_fetch.c */
 void node__fetch_init(struct node *n);
@@ -313,6 +315,12 @@ void node__fetch_poll(struct node *n);
 /* The storeq commit callback. */
 void node__on_commit(void *arg, const uint8_t (*ids)[32], size_t n);
 void node__ver_progress(struct node *n, struct nver *v, struct node_progress *out);
+/*
+ * NAME@VERSION was evicted from the store: tell every peer it is no longer
+ * held (a HAVE with no bit set) and stop tracking it, so it is not offered
+ * to peers that connect later.
+ */
+void node__version_gone(struct node *n, const char *name, uint64_t version);
 void node__peer_timers_close(struct npeer *p);
 void node__limits_apply(struct node *n);
 

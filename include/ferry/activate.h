@@ -113,6 +113,14 @@ int activate_prepare(struct store *st, const char *state_dir, const struct manif
 		     uint64_t min_free_space, bool *materialized);
 
 /*
+ * Re-check the materialized copy of m (STATE_DIR/models/NAME/VERSION): it
+ * must hold exactly m's files, with their sizes and SHA-256. FERRY_ENOENT if
+ * the version is not materialized; FERRY_ECORRUPT naming the first file that
+ * differs. Reads only; waits while a copy is being materialized or removed.
+ */
+int activate_check(const char *state_dir, const struct manifest *m);
+
+/*
  * Step 2: point `current` at the prepared VERSION and record the head.
  * rollback: VERSION must be the head's previous version (FERRY_EAGAIN if the
  * head changed since it was read) and the version switched from becomes

@@ -24,7 +24,9 @@
  *
  * History of CTL_PROTO_VERSION:
  *   1  first version: status, peers, models, fetch (with wait), cancel,
- *      publish (two steps), export.
+ *      publish (two steps), export. Added later without a new version (an
+ *      older daemon answers an unknown command with a result saying so):
+ *      activate, rollback, pin, unpin, gc, metrics, reload, verify.
  */
 #ifndef FERRY_CTL_H
 #define FERRY_CTL_H
@@ -153,6 +155,13 @@ enum ctl_data_kind {
 	CTL_DATA_MODEL,	     /* struct node_model_row */
 	CTL_DATA_PROGRESS,   /* struct ctl_progress */
 	CTL_DATA_MANIFEST,   /* struct ctl_manifest (publish: the body to sign) */
+	CTL_DATA_ACTIVATION, /* struct ctl_activation (activate, rollback) */
+	CTL_DATA_PIN,	     /* struct ctl_pin (pin, unpin) */
+	CTL_DATA_GC,	     /* struct ctl_gc (gc: the totals) */
+	CTL_DATA_EVICTED,    /* struct ctl_evicted (gc: one evicted version) */
+	CTL_DATA_TEXT,	     /* struct ctl_text (metrics: the Prometheus text) */
+	CTL_DATA_PROBLEM,    /* struct ctl_problem (verify: one bad chunk) */
+	CTL_DATA_VERIFY,     /* struct ctl_verify (verify: the totals) */
 };
 
 /* status: the node's status and the daemon's version. */
@@ -172,6 +181,64 @@ struct ctl_manifest {
 	const uint8_t *body;
 	size_t body_len;
 	struct publish_stats stats;
+};
+
+/* activate, rollback: what is active now and what was before. */
+struct ctl_activation {
+	const char *name;
+	uint64_t active;   /* the active version now */
+	uint64_t previous; /* the rollback target now: after a switch, what was active before */
+	uint64_t held;	   /* auto-activation waits for a version above this (0: none) */
+	bool switched;	   /* false: the version was active already */
+	bool materialized; /* its files were written (false: a verified copy was there) */
+	bool hook_ran;
+	const char *hook_error; /* why on_activate failed (the switch stands); NULL if it did not */
+	unsigned removed;	/* materialized versions removed beyond keep_versions */
+};
+
+/* pin, unpin: how many versions changed (0: they were so already). */
+struct ctl_pin {
+	const char *name;
+	uint64_t version; /* as asked (0: the active one / every pin) */
+	bool pinned;	  /* pin (true) or unpin */
+	uint64_t changed;
+};
+
+/* gc: the totals, after one ctl_evicted record per evicted version. */
+struct ctl_gc {
+	uint64_t freed_chunks, freed_bytes; /* encoded bytes of the chunks dropped */
+	uint64_t usage_before, usage_after; /* store bytes */
+	uint64_t short_by; /* still over cache_quota / under min_free_space by this much */
+};
+
+struct ctl_evicted {
+	const char *name;
+	uint64_t version;
+	uint64_t bytes;
+};
+
+/* metrics: a text document. */
+struct ctl_text {
+	const char *text;
+};
+
+/* verify: one bad chunk or index piece (struct export_problem), or a materialized file. */
+struct ctl_problem {
+	const char *path;    /* file of the version */
+	uint64_t offset;     /* where the chunk starts in it */
+	uint8_t chunk[32];   /* chunk or index piece id; zero for a materialized file */
+	const char *problem; /* "corrupt", "missing", or "files" (the materialized copy) */
+	bool index_piece;
+	const char *detail; /* "files": what differs; NULL otherwise */
+};
+
+/* verify: the totals (the result is FERRY_ECORRUPT / FERRY_EINCOMPLETE when bad). */
+struct ctl_verify {
+	const char *name;
+	uint64_t version;
+	uint64_t chunks, bytes, corrupt, missing; /* struct export_verify_stats */
+	bool materialized;			  /* models/NAME/VERSION exists and was checked */
+	bool files_ok; /* ... and holds exactly the version's files (size and SHA-256) */
 };
 
 /* The kind's name as it appears on the wire ("status"); NULL for an unknown kind. */
@@ -271,6 +338,15 @@ const struct ctl_cmd_info *ctl_cmd_at(size_t i);
  */
 int ctl_server_new(struct uv_loop_s *loop, struct node *node, const struct config *cfg,
 		   struct ctl_server **out);
+
+/*
+ * What `reload` runs: re-read the config file and apply it as SIGHUP does.
+ * Returns 0 or an error; on a refused config *why gets every problem, one
+ * "FILE:LINE: ..." a line (malloc'd, freed by the server; may stay NULL).
+ * Without one set, reload answers that this ferryd cannot reload.
+ */
+typedef int ctl_reload_fn(void *arg, char **why);
+void ctl_server_set_reload(struct ctl_server *s, ctl_reload_fn *fn, void *arg);
 
 /*
  * Stop listening, remove the socket file, drop every client and free s;

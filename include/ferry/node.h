@@ -170,6 +170,29 @@ int node_pin(struct node *n, const char *name, uint64_t version, bool pin,
  */
 int node_gc(struct node *n, void (*cb)(void *arg, int rc, const struct activate_gc_result *res),
 	    void *arg);
+struct export_problem;
+
+/* What node_verify found; borrowed for the callback. */
+struct node_verify_result {
+	const char *name;
+	uint64_t version;
+	uint64_t chunks, bytes, corrupt, missing; /* export_verify()'s stats */
+	const struct export_problem *problems;	  /* the bad chunks, in file order */
+	size_t nproblems;
+	bool materialized;	 /* models/NAME/VERSION exists and was checked */
+	const char *files_error; /* why its files do not match; NULL if they do */
+};
+/*
+ * `ferryctl verify`: re-check NAME@VERSION (version 0: the newest stored) on
+ * the worker pool: every stored chunk and index piece against its id
+ * (export_verify) and, if the version is materialized, its files
+ * (activate_check). cb gets 0 when all is good, FERRY_ECORRUPT (a chunk or a
+ * materialized file is bad), FERRY_EINCOMPLETE (chunks are only missing),
+ * with res; or another error (no such version) with res NULL.
+ */
+int node_verify(struct node *n, const char *name, uint64_t version,
+		void (*cb)(void *arg, int rc, const struct node_verify_result *res), void *arg);
+
 /*
  * The metrics (metrics.h) of the node now, in the Prometheus text format:
  * malloc'd, NUL-terminated, owned by the caller; *len (may be NULL) gets its

@@ -23,9 +23,11 @@ expect_fail 2 "ferryctl: no command given" --store "$S"
 # Without --store, commands go to the daemon; none runs here.
 expect_fail 1 "ferryctl: models: cannot connect to $T/none.sock: No such file or directory — is ferryd running?" \
 	--socket "$T/none.sock" models
-# A daemon-only command has no --store form, a store-only one needs it.
+# A daemon-only command has no --store form; gc has both, and without --store asks the daemon.
 expect_fail 2 "ferryctl: status: it asks a running ferryd and has no --store form" --store "$S" status
-expect_fail 2 "ferryctl: gc: it works on a store only for now: use --store DIR" --socket "$T/none.sock" gc
+expect_fail 2 "ferryctl: metrics: it asks a running ferryd and has no --store form" --store "$S" metrics
+expect_fail 1 "ferryctl: gc: cannot connect to $T/none.sock: No such file or directory — is ferryd running?" \
+	--socket "$T/none.sock" gc
 
 # keygen never overwrites a key.
 expect_fail 1 "ferryctl: keygen: $T/a.key: already exists (a key file is never overwritten)" \

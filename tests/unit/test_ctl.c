@@ -28,12 +28,14 @@
 
 #include <cmocka.h>
 
+#include "ferry/activate.h"
 #include "ferry/config.h"
 #include "ferry/ctl.h"
 #include "ferry/ctl_client.h"
 #include "ferry/error.h"
 #include "ferry/manifest.h"
 #include "ferry/mpk.h"
+#include "ferry/publish.h"
 #include "ferry/util.h"
 #include <uv.h>
 
@@ -217,6 +219,98 @@ int node_export(struct node *n, const char *name, uint64_t version, int outdirfd
 		close(fd);
 	close(outdirfd);
 	later(n, deliver_rc, (void *)cb, arg, rc);
+	return 0;
+}
+
+/* activate, rollback, pin, gc, metrics, verify (ctl_ops.c): version 9 does not exist. */
+typedef void activate_cb(void *arg, int rc, const struct activate_result *res);
+
+static void deliver_activation(struct later *l)
+{
+	struct activate_result res = {.active = 4,
+				      .previous = 3,
+				      .switched = true,
+				      .hook_ran = true,
+				      .hook_rc = FERRY_ETIMEDOUT};
+
+	if (l->rc < 0) {
+		ferry_errf(l->rc, "cannot activate llama@9: no such version; llama stays at "
+				  "version 3");
+		((activate_cb *)l->cb)(l->arg, l->rc, NULL);
+		return;
+	}
+	((activate_cb *)l->cb)(l->arg, 0, &res);
+}
+
+int node_activate(struct node *n, const char *name, uint64_t version, activate_cb *cb, void *arg)
+{
+	(void)name;
+	later(n, deliver_activation, (void *)cb, arg, version == 9 ? FERRY_ENOENT : 0);
+	return 0;
+}
+
+int node_rollback(struct node *n, const char *name, activate_cb *cb, void *arg)
+{
+	(void)name;
+	later(n, deliver_activation, (void *)cb, arg, 0);
+	return 0;
+}
+
+int node_pin(struct node *n, const char *name, uint64_t version, bool pin,
+	     void (*cb)(void *arg, int rc), void *arg)
+{
+	(void)name;
+	(void)pin;
+	later(n, deliver_rc, (void *)cb, arg, version == 9 ? FERRY_ENOENT : 1);
+	return 0;
+}
+
+typedef void gc_cb(void *arg, int rc, const struct activate_gc_result *res);
+
+static void deliver_gc(struct later *l)
+{
+	struct activate_evicted ev[2] = {{"llama", 1, 100}, {"llama", 2, 200}};
+	struct activate_gc_result res = {.evicted = ev, .nevicted = 2, .freed_bytes = 300};
+
+	((gc_cb *)l->cb)(l->arg, 0, &res);
+}
+
+int node_gc(struct node *n, gc_cb *cb, void *arg)
+{
+	later(n, deliver_gc, (void *)cb, arg, 0);
+	return 0;
+}
+
+char *node_metrics(struct node *n, size_t *len)
+{
+	(void)n;
+	if (len != NULL)
+		*len = 24;
+	return xstrdup("ferry_uptime_seconds 42\n");
+}
+
+typedef void verify_cb(void *arg, int rc, const struct node_verify_result *res);
+
+static void deliver_verify(struct later *l)
+{
+	struct export_problem p = {.path = "weights.bin", .offset = 4096, .code = FERRY_ECORRUPT};
+	struct node_verify_result res = {.name = "llama",
+					 .version = 3,
+					 .chunks = 5,
+					 .corrupt = 1,
+					 .problems = &p,
+					 .nproblems = 1,
+					 .materialized = true};
+
+	ferry_errf(FERRY_ECORRUPT, "llama@3 is damaged: 1 corrupt chunks, 0 missing");
+	((verify_cb *)l->cb)(l->arg, FERRY_ECORRUPT, &res);
+}
+
+int node_verify(struct node *n, const char *name, uint64_t version, verify_cb *cb, void *arg)
+{
+	(void)name;
+	(void)version;
+	later(n, deliver_verify, (void *)cb, arg, 0);
 	return 0;
 }
 
@@ -1068,6 +1162,56 @@ static void test_export(void **state)
 	free(file);
 }
 
+/* The production commands: their records, a failure's sentence, a client that leaves. */
+static void test_ops(void **state)
+{
+	struct harness *h = *state;
+	struct ctl_request req = {.cmd = "activate"};
+	struct ctl_client *c = NULL;
+	struct got g = {0};
+
+	ctl_request_str(&req, "name", "llama");
+	ctl_request_uint(&req, "version", 9);
+	assert_int_equal(call(h, &req, -1, &g), FERRY_ENOENT);
+	assert_string_equal(ferry_errmsg(FERRY_ENOENT),
+			    "cannot activate llama@9: no such version; llama stays at version 3");
+	assert_int_equal(g.n_data, 0);
+	req.n_args = 0;
+	ctl_request_str(&req, "name", "llama");
+	assert_int_equal(call(h, &req, -1, &g), FERRY_EINVAL); /* activate needs a version */
+	ctl_request_uint(&req, "version", 4);
+	assert_int_equal(call(h, &req, -1, &g), 0);
+	assert_int_equal(g.n_data, 1);
+	assert_int_equal(g.kinds[0], CTL_DATA_ACTIVATION);
+	/* A client that leaves before the activation ends: the callback finds it gone. */
+	assert_int_equal(ctl_client_connect(h->sock, &c), 0);
+	assert_int_equal(ctl_client_request(c, &req, -1), 0);
+	ctl_client_free(c);
+
+	g.n_data = 0;
+	assert_int_equal(call_cmd(h, "gc", &g), 0);
+	assert_int_equal(g.n_data, 3);
+	assert_int_equal(g.kinds[0], CTL_DATA_EVICTED);
+	assert_int_equal(g.kinds[2], CTL_DATA_GC);
+	g.n_data = 0;
+	assert_int_equal(call_cmd(h, "metrics", &g), 0);
+	assert_int_equal(g.kinds[0], CTL_DATA_TEXT);
+	/* The harness sets no reload hook. */
+	assert_int_equal(call_cmd(h, "reload", &g), FERRY_EINVAL);
+
+	g.n_data = 0;
+	memset(&req, 0, sizeof(req));
+	req.cmd = "verify";
+	ctl_request_str(&req, "name", "llama");
+	assert_int_equal(call(h, &req, -1, &g), FERRY_ECORRUPT);
+	assert_string_equal(ferry_errmsg(FERRY_ECORRUPT),
+			    "llama@3 is damaged: 1 corrupt chunks, 0 missing");
+	assert_int_equal(g.n_data, 2);
+	assert_int_equal(g.kinds[0], CTL_DATA_PROBLEM);
+	assert_int_equal(g.kinds[1], CTL_DATA_VERIFY);
+	got_free(&g);
+}
+
 /* Send raw bytes on a fresh connection; return the result code the daemon sends (or 1 on EOF). */
 static int raw_exchange(const struct harness *h, const void *bytes, size_t n)
 {
@@ -1323,6 +1467,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_publish_signature_deadline, harness_start,
 					    harness_stop),
 	    cmocka_unit_test_setup_teardown(test_export, harness_start, harness_stop),
+	    cmocka_unit_test_setup_teardown(test_ops, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_hostile_clients, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_too_many_clients, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_unprivileged_client, harness_start, harness_stop),
