@@ -640,28 +640,6 @@ static int plan_add(struct create *c, struct store_rd *rd, const uint8_t id[32],
 	return 0;
 }
 
-/* The references of a stored index piece (stored CODEC_RAW, see index.h). */
-static int stored_piece(struct store_rd *rd, const uint8_t id[32], struct chunk_ref **refs,
-			size_t *n)
-{
-	const uint8_t *enc;
-	size_t len, raw_len;
-	char hex[65];
-	int rc, tag;
-
-	if ((rc = store_chunk_get(rd, id, &enc, &len)) != 0)
-		return rc;
-	rc = codec_peek(enc, len, &tag, &raw_len);
-	if (rc == 0 && (tag != CODEC_RAW || raw_len != len - CODEC_HDR_LEN))
-		rc = FERRY_EFORMAT;
-	if (rc == 0)
-		rc = index_decode(enc + CODEC_HDR_LEN, raw_len, refs, n);
-	if (rc != 0)
-		return ferry_errf(rc, "index piece %s: %s", hex_encode(hex, id, 32),
-				  ferry_errmsg(rc));
-	return 0;
-}
-
 /* Every piece of m, then every chunk, in file order. */
 static int plan_version(struct create *c, const struct manifest *m, const char *label)
 {
@@ -687,7 +665,7 @@ static int plan_version(struct create *c, const struct manifest *m, const char *
 			struct chunk_ref *refs = NULL;
 			size_t n = 0;
 
-			rc = stored_piece(rd, file->pieces[p], &refs, &n);
+			rc = catalog_piece_refs(rd, file->pieces[p], &refs, &n);
 			for (size_t i = 0; i < n && rc == 0; i++) {
 				rc = plan_add(c, rd, refs[i].id, label, file->path, off, false);
 				off += refs[i].raw_len;
@@ -1567,7 +1545,7 @@ static int want_all_refs(struct imp *im)
 					break;
 				if ((rc = store_rd_begin(im->st, &rd)) != 0)
 					break;
-				rc = stored_piece(rd, id, &refs, &n);
+				rc = catalog_piece_refs(rd, id, &refs, &n);
 				store_rd_end(rd);
 				if (rc == 0)
 					rc = want_refs(im, j, f, &off, refs, n);

@@ -32,13 +32,8 @@ static pthread_mutex_t catalog_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- reading stored manifests and index pieces ---- */
 
-/*
- * The chunk references in a stored index piece: a CODEC_RAW chunk whose
- * payload is the piece. FERRY_ENOENT if the piece is not stored. *refs is
- * malloc'd (caller frees).
- */
-static int piece_refs(struct store_rd *rd, const uint8_t id[32], struct chunk_ref **refs,
-		      size_t *nrefs)
+int catalog_piece_refs(struct store_rd *rd, const uint8_t id[static 32], struct chunk_ref **refs,
+		       size_t *nrefs)
 {
 	const uint8_t *enc;
 	size_t len, raw_len;
@@ -254,7 +249,7 @@ int catalog_presence(struct store_rd *rd, const struct manifest *m, struct catal
 			struct chunk_ref *refs = NULL;
 			size_t nrefs = 0;
 
-			rc = piece_refs(rd, file->pieces[p], &refs, &nrefs);
+			rc = catalog_piece_refs(rd, file->pieces[p], &refs, &nrefs);
 			if (rc == FERRY_ENOENT) {
 				known = false;
 				rc = 0;
@@ -319,7 +314,7 @@ static int gc_mark_manifest(void *arg, const char *name, uint64_t version, const
 			size_t nrefs = 0;
 
 			idset_add(g->live, m->files[f].pieces[p], 0);
-			rc = piece_refs(g->rd, m->files[f].pieces[p], &refs, &nrefs);
+			rc = catalog_piece_refs(g->rd, m->files[f].pieces[p], &refs, &nrefs);
 			/* Without the piece its chunks are unknown; nothing to mark. */
 			if (rc == FERRY_ENOENT) {
 				rc = 0;
