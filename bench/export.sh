@@ -12,29 +12,8 @@
 # most 2. FERRY_BUILDDIR and TMPDIR as in publish.sh.
 set -eu
 
-size=$(numfmt --from=iec "${1:-1G}")
-runs=${RUNS:-3}
-top=$(cd "$(dirname "$0")/.." && pwd)
-build=${FERRY_BUILDDIR:-$top/build}
-ctl=$build/ferryctl
-gen=$build/bench/gen_weights
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/ferry-bench-export-XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
-
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a ? b : a) }'; }
-
-mkdir "$work/src"
-file=$work/src/model.safetensors
-if [ -x "$gen" ]; then
-	kind="bf16 safetensors (gen_weights --seed 1)"
-	"$gen" --dtype bf16 --size "$size" --seed 1 "$file" >/dev/null
-else
-	kind="random bytes (bench/gen_weights not built)"
-	head -c "$size" /dev/urandom >"$file"
-fi
-"$ctl" keygen --out "$work/key" >/dev/null
+. "$(dirname "$0")/lib.sh"
+bench_init export "${1:-1G}"
 "$ctl" --store "$work/state" publish --key "$work/key" bench 1 "$work/src" >/dev/null 2>&1
 sync
 

@@ -15,29 +15,8 @@
 # Needs /usr/bin/time (Debian package time).
 set -eu
 
-size=$(numfmt --from=iec "${1:-1G}")
-runs=${RUNS:-3}
-top=$(cd "$(dirname "$0")/.." && pwd)
-build=${FERRY_BUILDDIR:-$top/build}
-ctl=$build/ferryctl
-gen=$build/bench/gen_weights
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/ferry-bench-publish-XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
-
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a ? b : a) }'; }
-
-mkdir "$work/src"
-file=$work/src/model.safetensors
-if [ -x "$gen" ]; then
-	kind="bf16 safetensors (gen_weights --seed 1)"
-	"$gen" --dtype bf16 --size "$size" --seed 1 "$file" >/dev/null
-else
-	kind="random bytes (bench/gen_weights not built)"
-	head -c "$size" /dev/urandom >"$file"
-fi
-"$ctl" keygen --out "$work/key" >/dev/null
+. "$(dirname "$0")/lib.sh"
+bench_init publish "${1:-1G}"
 cat "$file" >/dev/null
 # Write the new file out now: its writeback would otherwise compete with the store's fsyncs.
 sync

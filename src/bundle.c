@@ -43,6 +43,7 @@
 #include "ferry/error.h"
 #include "ferry/fcrypto.h"
 #include "ferry/have.h"
+#include "ferry/idset.h"
 #include "ferry/index.h"
 #include "ferry/manifest.h"
 #include "ferry/mpk.h"
@@ -103,83 +104,6 @@ static void manifest_name(char out[NAME_LEN], uint32_t n)
 static void pack_name(char out[NAME_LEN], uint32_t n, const char *ext)
 {
 	snprintf(out, NAME_LEN, "pack-%04" PRIu32 ".%s", n, ext);
-}
-
-/* ---- a map from 32-byte ids to 32-bit values (open addressing; ids are uniform) ---- */
-
-struct idmap {
-	uint8_t (*ids)[32];
-	uint32_t *vals;
-	uint8_t *used;
-	size_t cap; /* a power of two */
-	size_t n;
-};
-
-static void idmap_init(struct idmap *m)
-{
-	m->cap = 1024;
-	m->n = 0;
-	m->ids = xreallocarray(NULL, m->cap, 32);
-	m->vals = xreallocarray(NULL, m->cap, sizeof(*m->vals));
-	m->used = xcalloc(m->cap, 1);
-}
-
-static void idmap_free(struct idmap *m)
-{
-	free(m->ids);
-	free(m->vals);
-	free(m->used);
-	memset(m, 0, sizeof(*m));
-}
-
-static size_t idmap_slot(const struct idmap *m, const uint8_t id[32])
-{
-	uint64_t h;
-
-	memcpy(&h, id, sizeof(h));
-	for (size_t i = (size_t)h & (m->cap - 1);; i = (i + 1) & (m->cap - 1))
-		if (!m->used[i] || memcmp(m->ids[i], id, 32) == 0)
-			return i;
-}
-
-/* The value of id, or -1 if absent. */
-static int64_t idmap_get(const struct idmap *m, const uint8_t id[32])
-{
-	size_t i;
-
-	if (m->cap == 0)
-		return -1;
-	i = idmap_slot(m, id);
-	return m->used[i] ? (int64_t)m->vals[i] : -1;
-}
-
-/* Add id with val; false (and nothing changed) if id is there already. */
-static bool idmap_add(struct idmap *m, const uint8_t id[32], uint32_t val)
-{
-	size_t i;
-
-	if (2 * (m->n + 1) > m->cap) {
-		struct idmap big = {
-		    .ids = xreallocarray(NULL, m->cap * 2, 32),
-		    .vals = xreallocarray(NULL, m->cap * 2, sizeof(*m->vals)),
-		    .used = xcalloc(m->cap * 2, 1),
-		    .cap = m->cap * 2,
-		};
-
-		for (size_t j = 0; j < m->cap; j++)
-			if (m->used[j])
-				idmap_add(&big, m->ids[j], m->vals[j]);
-		idmap_free(m);
-		*m = big;
-	}
-	i = idmap_slot(m, id);
-	if (m->used[i])
-		return false;
-	memcpy(m->ids[i], id, 32);
-	m->vals[i] = val;
-	m->used[i] = 1;
-	m->n++;
-	return true;
 }
 
 /* ---- files ---- */
@@ -656,7 +580,7 @@ struct create {
 	const struct bundle_create_opts *opts;
 	struct bundle_create_stats *stats;
 	struct plan plan;
-	struct idmap seen;
+	struct idset *seen; /* chunks and pieces in the plan already */
 	size_t cap_entries;
 	int bfd;
 	uint8_t *buf; /* WIN_SIZE */
@@ -679,7 +603,7 @@ static int plan_add(struct create *c, struct store_rd *rd, const uint8_t id[32],
 	char hex[65];
 	int rc;
 
-	if (!idmap_add(&c->seen, id, 0))
+	if (!idset_add(c->seen, id, 0))
 		return 0;
 	rc = store_chunk_get(rd, id, &enc, &len);
 	if (rc == FERRY_ENOENT) {
@@ -716,28 +640,6 @@ static int plan_add(struct create *c, struct store_rd *rd, const uint8_t id[32],
 	return 0;
 }
 
-/* The references of a stored index piece (stored CODEC_RAW, see index.h). */
-static int stored_piece(struct store_rd *rd, const uint8_t id[32], struct chunk_ref **refs,
-			size_t *n)
-{
-	const uint8_t *enc;
-	size_t len, raw_len;
-	char hex[65];
-	int rc, tag;
-
-	if ((rc = store_chunk_get(rd, id, &enc, &len)) != 0)
-		return rc;
-	rc = codec_peek(enc, len, &tag, &raw_len);
-	if (rc == 0 && (tag != CODEC_RAW || raw_len != len - CODEC_HDR_LEN))
-		rc = FERRY_EFORMAT;
-	if (rc == 0)
-		rc = index_decode(enc + CODEC_HDR_LEN, raw_len, refs, n);
-	if (rc != 0)
-		return ferry_errf(rc, "index piece %s: %s", hex_encode(hex, id, 32),
-				  ferry_errmsg(rc));
-	return 0;
-}
-
 /* Every piece of m, then every chunk, in file order. */
 static int plan_version(struct create *c, const struct manifest *m, const char *label)
 {
@@ -763,7 +665,7 @@ static int plan_version(struct create *c, const struct manifest *m, const char *
 			struct chunk_ref *refs = NULL;
 			size_t n = 0;
 
-			rc = stored_piece(rd, file->pieces[p], &refs, &n);
+			rc = catalog_piece_refs(rd, file->pieces[p], &refs, &n);
 			for (size_t i = 0; i < n && rc == 0; i++) {
 				rc = plan_add(c, rd, refs[i].id, label, file->path, off, false);
 				off += refs[i].raw_len;
@@ -1138,7 +1040,7 @@ int bundle_create(struct store *st, const struct trust *t, int outdirfd,
 
 	c.stats = stats ? stats : &dummy;
 	memset(c.stats, 0, sizeof(*c.stats));
-	idmap_init(&c.seen);
+	c.seen = idset_new(0);
 	c.prog.phase = BUNDLE_PHASE_MANIFESTS;
 	if ((rc = plan_make(&c, t, refs, nrefs)) != 0)
 		goto out;
@@ -1207,7 +1109,7 @@ out:
 	free(c.buf);
 	if (c.bfd >= 0)
 		close(c.bfd);
-	idmap_free(&c.seen);
+	idset_free(c.seen);
 	plan_free(&c.plan);
 	return rc;
 }
@@ -1248,7 +1150,7 @@ struct imp {
 	struct manifest **ms; /* accepted manifests */
 	uint32_t *ms_res;     /* for each, its index in rep->manifests */
 	size_t nms;
-	struct idmap want_ids;
+	struct idset *want_ids; /* chunk id -> its index in wants */
 	struct want *wants;
 	size_t nwants, cap_wants;
 	struct store_wr *wr; /* the batch being filled */
@@ -1429,7 +1331,7 @@ static const char *where(const struct imp *im, const struct want *w, char *out, 
 static uint32_t want_add(struct imp *im, struct store_rd *rd, const uint8_t id[32], uint32_t man,
 			 uint32_t file, uint64_t offset, bool piece)
 {
-	int64_t have = idmap_get(&im->want_ids, id);
+	int64_t have = idset_get(im->want_ids, id);
 	struct want *w;
 
 	if (have >= 0)
@@ -1447,7 +1349,7 @@ static uint32_t want_add(struct imp *im, struct store_rd *rd, const uint8_t id[3
 	memcpy(w->id, id, 32);
 	if (w->state == W_PRESENT && !piece)
 		im->rep->chunks_present++;
-	idmap_add(&im->want_ids, id, (uint32_t)im->nwants);
+	idset_add(im->want_ids, id, (uint32_t)im->nwants);
 	return (uint32_t)im->nwants++;
 }
 
@@ -1633,7 +1535,7 @@ static int want_all_refs(struct imp *im)
 
 			for (uint32_t p = 0; p < m->files[f].npieces && rc == 0; p++) {
 				const uint8_t *id = m->files[f].pieces[p];
-				struct want *w = &im->wants[idmap_get(&im->want_ids, id)];
+				struct want *w = &im->wants[idset_get(im->want_ids, id)];
 				struct chunk_ref *refs = NULL;
 				size_t n = 0;
 
@@ -1643,7 +1545,7 @@ static int want_all_refs(struct imp *im)
 					break;
 				if ((rc = store_rd_begin(im->st, &rd)) != 0)
 					break;
-				rc = stored_piece(rd, id, &refs, &n);
+				rc = catalog_piece_refs(rd, id, &refs, &n);
 				store_rd_end(rd);
 				if (rc == 0)
 					rc = want_refs(im, j, f, &off, refs, n);
@@ -1669,7 +1571,7 @@ static int pieces_from_pack(struct imp *im, uint32_t pk)
 		return rc;
 	rc = read_idx(im, pk, &e, &n);
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		int64_t wi = idmap_get(&im->want_ids, e[i].id);
+		int64_t wi = idset_get(im->want_ids, e[i].id);
 		struct want *wt = wi >= 0 ? &im->wants[wi] : NULL;
 		const uint8_t *enc;
 		char hex[ID_SHORT_LEN];
@@ -1784,7 +1686,7 @@ static int import_pack(struct imp *im, uint32_t pk)
 	if ((rc = import_progress(im)) != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		int64_t wi = idmap_get(&im->want_ids, e[i].id);
+		int64_t wi = idset_get(im->want_ids, e[i].id);
 		const uint8_t *enc;
 		char hex[ID_SHORT_LEN], at[MANIFEST_PATH_MAX + 128];
 
@@ -1859,7 +1761,7 @@ int bundle_import(struct store *st, const struct trust *t, int dirfd,
 	int rc, rc2;
 
 	memset(rep, 0, sizeof(*rep));
-	idmap_init(&im.want_ids);
+	im.want_ids = idset_new(0);
 	im.bfd = openat(dirfd, BUNDLE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (im.bfd < 0) {
 		int err = errno;
@@ -1957,7 +1859,7 @@ out:
 	free(im.ms);
 	free(im.ms_res);
 	free(im.wants);
-	idmap_free(&im.want_ids);
+	idset_free(im.want_ids);
 	free(im.pack_ok);
 	free(im.rec.packs);
 	free(rbytes);

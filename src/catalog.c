@@ -18,6 +18,7 @@
 #include "ferry/codec.h"
 #include "ferry/error.h"
 #include "ferry/fcrypto.h"
+#include "ferry/idset.h"
 #include "ferry/index.h"
 #include "ferry/log.h"
 #include "ferry/manifest.h"
@@ -29,80 +30,10 @@
 
 static pthread_mutex_t catalog_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* ---- a set of 32-byte ids (open addressing; ids are uniform hashes) ---- */
-
-struct idset {
-	uint8_t (*ids)[32];
-	uint8_t *used;
-	size_t cap; /* a power of two */
-	size_t n;
-};
-
-static void idset_init(struct idset *s)
-{
-	s->cap = 1024;
-	s->n = 0;
-	s->ids = xreallocarray(NULL, s->cap, 32);
-	s->used = xcalloc(s->cap, 1);
-}
-
-static void idset_free(struct idset *s)
-{
-	free(s->ids);
-	free(s->used);
-}
-
-static size_t idset_slot(const struct idset *s, const uint8_t id[32])
-{
-	uint64_t h;
-
-	memcpy(&h, id, sizeof(h));
-	for (size_t i = (size_t)h & (s->cap - 1);; i = (i + 1) & (s->cap - 1))
-		if (!s->used[i] || memcmp(s->ids[i], id, 32) == 0)
-			return i;
-}
-
-static bool idset_has(const struct idset *s, const uint8_t id[32])
-{
-	return s->used[idset_slot(s, id)];
-}
-
-/* Add id; true if it was not there yet. */
-static bool idset_add(struct idset *s, const uint8_t id[32])
-{
-	size_t i;
-
-	if (2 * (s->n + 1) > s->cap) {
-		struct idset bigger = {
-		    .ids = xreallocarray(NULL, s->cap * 2, 32),
-		    .used = xcalloc(s->cap * 2, 1),
-		    .cap = s->cap * 2,
-		};
-
-		for (size_t j = 0; j < s->cap; j++)
-			if (s->used[j])
-				idset_add(&bigger, s->ids[j]);
-		idset_free(s);
-		*s = bigger;
-	}
-	i = idset_slot(s, id);
-	if (s->used[i])
-		return false;
-	memcpy(s->ids[i], id, 32);
-	s->used[i] = 1;
-	s->n++;
-	return true;
-}
-
 /* ---- reading stored manifests and index pieces ---- */
 
-/*
- * The chunk references in a stored index piece: a CODEC_RAW chunk whose
- * payload is the piece. FERRY_ENOENT if the piece is not stored. *refs is
- * malloc'd (caller frees).
- */
-static int piece_refs(struct store_rd *rd, const uint8_t id[32], struct chunk_ref **refs,
-		      size_t *nrefs)
+int catalog_piece_refs(struct store_rd *rd, const uint8_t id[static 32], struct chunk_ref **refs,
+		       size_t *nrefs)
 {
 	const uint8_t *enc;
 	size_t len, raw_len;
@@ -304,12 +235,11 @@ int catalog_parse_ref(const char *ref, char *name, size_t cap, uint64_t *version
  */
 int catalog_presence(struct store_rd *rd, const struct manifest *m, struct catalog_presence *out)
 {
-	struct idset seen;
+	struct idset *seen = idset_new(0);
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
 	out->index_complete = true;
-	idset_init(&seen);
 	for (uint32_t f = 0; f < m->nfiles; f++) {
 		const struct manifest_file *file = &m->files[f];
 		struct catalog_presence part = {0};
@@ -319,7 +249,7 @@ int catalog_presence(struct store_rd *rd, const struct manifest *m, struct catal
 			struct chunk_ref *refs = NULL;
 			size_t nrefs = 0;
 
-			rc = piece_refs(rd, file->pieces[p], &refs, &nrefs);
+			rc = catalog_piece_refs(rd, file->pieces[p], &refs, &nrefs);
 			if (rc == FERRY_ENOENT) {
 				known = false;
 				rc = 0;
@@ -328,7 +258,7 @@ int catalog_presence(struct store_rd *rd, const struct manifest *m, struct catal
 			if (rc)
 				goto out;
 			for (size_t i = 0; i < nrefs; i++) {
-				if (!idset_add(&seen, refs[i].id))
+				if (!idset_add(seen, refs[i].id, 0))
 					continue;
 				part.need_chunks++;
 				part.need_bytes += refs[i].enc_len;
@@ -349,7 +279,7 @@ int catalog_presence(struct store_rd *rd, const struct manifest *m, struct catal
 		out->have_bytes += part.have_bytes;
 	}
 out:
-	idset_free(&seen);
+	idset_free(seen);
 	return rc;
 }
 
@@ -383,15 +313,15 @@ static int gc_mark_manifest(void *arg, const char *name, uint64_t version, const
 			struct chunk_ref *refs = NULL;
 			size_t nrefs = 0;
 
-			idset_add(g->live, m->files[f].pieces[p]);
-			rc = piece_refs(g->rd, m->files[f].pieces[p], &refs, &nrefs);
+			idset_add(g->live, m->files[f].pieces[p], 0);
+			rc = catalog_piece_refs(g->rd, m->files[f].pieces[p], &refs, &nrefs);
 			/* Without the piece its chunks are unknown; nothing to mark. */
 			if (rc == FERRY_ENOENT) {
 				rc = 0;
 				continue;
 			}
 			for (size_t i = 0; i < nrefs; i++)
-				idset_add(g->live, refs[i].id);
+				idset_add(g->live, refs[i].id, 0);
 			free(refs);
 		}
 	}
@@ -424,7 +354,7 @@ static int gc_collect(void *arg, const uint8_t id[32], const uint8_t *enc, size_
 
 int catalog_gc(struct store *st, uint64_t *freed_chunks, uint64_t *freed_bytes)
 {
-	struct idset live;
+	struct idset *live = idset_new(0);
 	struct gc_sweep sweep = {0};
 	struct store_rd *rd = NULL;
 	struct store_wr *wr = NULL;
@@ -433,13 +363,12 @@ int catalog_gc(struct store *st, uint64_t *freed_chunks, uint64_t *freed_bytes)
 
 	*freed_chunks = 0;
 	*freed_bytes = 0;
-	idset_init(&live);
-	sweep.live = &live;
+	sweep.live = live;
 	/* No manifest may arrive between marking and sweeping. */
 	pthread_mutex_lock(&catalog_lock);
 	if ((rc = store_rd_begin(st, &rd)) != 0)
 		goto out;
-	mark = (struct gc_mark){rd, &live};
+	mark = (struct gc_mark){rd, live};
 	/* Any manifest that cannot be read stops gc before it deletes anything. */
 	if ((rc = store_manifest_foreach(rd, NULL, gc_mark_manifest, &mark)) != 0)
 		goto out;
@@ -472,6 +401,6 @@ out:
 	pthread_mutex_unlock(&catalog_lock);
 	free(sweep.dead);
 	free(sweep.sizes);
-	idset_free(&live);
+	idset_free(live);
 	return rc;
 }

@@ -443,6 +443,50 @@ void node__stop_progress(struct node *n)
 	}
 }
 
+struct store_job {
+	struct node *n;
+	int (*work)(void *arg, struct store *st);
+	void (*done)(void *arg, int rc);
+	void *arg;
+	char msg[1024]; /* ferry_errmsg() of a failed work, for the loop thread */
+};
+
+static int store_job_work(void *arg, struct store *st)
+{
+	struct store_job *sj = arg;
+	int rc = sj->work(sj->arg, st);
+
+	if (rc < 0)
+		snprintf(sj->msg, sizeof(sj->msg), "%s", ferry_errmsg(rc));
+	return rc;
+}
+
+static void store_job_done(void *arg, int rc)
+{
+	struct store_job *sj = arg;
+	struct node *n = sj->n;
+
+	n->pending_work--;
+	if (rc < 0)
+		ferry_errf(rc, "%s", sj->msg);
+	sj->done(sj->arg, rc);
+	free(sj);
+	node__stop_progress(n);
+}
+
+void node__store_job(struct node *n, int (*work)(void *arg, struct store *st),
+		     void (*done)(void *arg, int rc), void *arg)
+{
+	struct store_job *sj = xcalloc(1, sizeof(*sj));
+
+	sj->n = n;
+	sj->work = work;
+	sj->done = done;
+	sj->arg = arg;
+	n->pending_work++;
+	storeq_job(n->sq, store_job_work, store_job_done, sj);
+}
+
 void node_stop(struct node *n, void (*cb)(void *arg), void *arg)
 {
 	if (n->stopping)
@@ -839,14 +883,12 @@ int node_cancel(struct node *n, const char *name, uint64_t version)
 /* ---- publish ---- */
 
 struct ingest_job {
-	struct node *n;
 	int dirfd;
 	struct publish_opts opts;
 	char *name, *label;
 	uint8_t *body;
 	size_t len;
 	struct publish_stats stats;
-	char msg[512];
 	void (*cb)(void *arg, int rc, const uint8_t *body, size_t len,
 		   const struct publish_stats *stats);
 	void *arg;
@@ -862,8 +904,6 @@ static int ingest_work(void *arg, struct store *st)
 	struct ingest_job *j = arg;
 	int rc = publish_ingest(st, j->dirfd, &j->opts, &j->body, &j->len, &j->stats);
 
-	if (rc < 0)
-		snprintf(j->msg, sizeof(j->msg), "%s", ferry_errmsg(rc));
 	close(j->dirfd);
 	return rc;
 }
@@ -872,14 +912,10 @@ static void ingest_done(void *arg, int rc)
 {
 	struct ingest_job *j = arg;
 
-	j->n->pending_work--;
-	if (rc < 0)
-		ferry_errf(rc, "%s", j->msg);
 	j->cb(j->arg, rc, j->body, j->len, &j->stats);
 	free(j->body);
 	free(j->name);
 	free(j->label);
-	node__stop_progress(j->n);
 	free(j);
 }
 
@@ -900,7 +936,6 @@ int node_publish_ingest(struct node *n, int dirfd, const struct publish_opts *op
 		return rc;
 	}
 	j = xcalloc(1, sizeof(*j));
-	j->n = n;
 	j->dirfd = dirfd;
 	j->opts = *opts;
 	j->name = xstrdup(opts->name);
@@ -909,9 +944,8 @@ int node_publish_ingest(struct node *n, int dirfd, const struct publish_opts *op
 	j->opts.label = j->label;
 	j->cb = cb;
 	j->arg = arg;
-	n->pending_work++;
 	log_info(LOG_PUBLISH, "ingesting %s@%" PRIu64, j->name, opts->version);
-	storeq_job(n->sq, ingest_work, ingest_done, j);
+	node__store_job(n, ingest_work, ingest_done, j);
 	return 0;
 }
 
@@ -922,7 +956,6 @@ struct accept_job {
 	const struct trust *trust;
 	unsigned flags;
 	struct manifest *m;
-	char msg[512];
 	void (*cb)(void *arg, int rc);
 	void *arg;
 };
@@ -930,11 +963,8 @@ struct accept_job {
 static int accept_work(void *arg, struct store *st)
 {
 	struct accept_job *j = arg;
-	int rc = catalog_accept(st, j->trust, j->bytes, j->len, j->flags, &j->m);
 
-	if (rc < 0)
-		snprintf(j->msg, sizeof(j->msg), "%s", ferry_errmsg(rc));
-	return rc;
+	return catalog_accept(st, j->trust, j->bytes, j->len, j->flags, &j->m);
 }
 
 static void publish_accept_done(void *arg, int rc)
@@ -942,9 +972,7 @@ static void publish_accept_done(void *arg, int rc)
 	struct accept_job *j = arg;
 	struct node *n = j->n;
 
-	n->pending_work--;
 	if (rc < 0) {
-		ferry_errf(rc, "%s", j->msg);
 		j->cb(j->arg, rc);
 	} else {
 		uint8_t hash[32];
@@ -964,7 +992,6 @@ static void publish_accept_done(void *arg, int rc)
 	}
 	manifest_free(j->m);
 	free(j->bytes);
-	node__stop_progress(n);
 	free(j);
 }
 
@@ -986,8 +1013,7 @@ int node_publish_commit(struct node *n, const uint8_t *signed_bytes, size_t len,
 	j->flags = CATALOG_EXPLICIT;
 	j->cb = cb;
 	j->arg = arg;
-	n->pending_work++;
-	storeq_job(n->sq, accept_work, publish_accept_done, j);
+	node__store_job(n, accept_work, publish_accept_done, j);
 	return 0;
 }
 

@@ -345,11 +345,9 @@ int node_rollback(struct node *n, const char *name,
 }
 
 struct pin_job {
-	struct node *n;
 	char name[MANIFEST_NAME_MAX + 1];
 	uint64_t version;
 	bool pin;
-	char msg[512];
 	void (*cb)(void *arg, int rc);
 	void *arg;
 };
@@ -357,24 +355,16 @@ struct pin_job {
 static int pin_work(void *arg, struct store *st)
 {
 	struct pin_job *j = arg;
-	int rc = activate_pin(st, j->name, j->version, j->pin);
 
-	if (rc < 0)
-		snprintf(j->msg, sizeof(j->msg), "%s", ferry_errmsg(rc));
-	return rc;
+	return activate_pin(st, j->name, j->version, j->pin);
 }
 
 static void pin_done(void *arg, int rc)
 {
 	struct pin_job *j = arg;
-	struct node *n = j->n;
 
-	n->pending_work--;
-	if (rc < 0)
-		ferry_errf(rc, "%s", j->msg);
 	j->cb(j->arg, rc);
 	free(j);
-	node__stop_progress(n);
 }
 
 int node_pin(struct node *n, const char *name, uint64_t version, bool pin,
@@ -388,25 +378,21 @@ int node_pin(struct node *n, const char *name, uint64_t version, bool pin,
 	if (rc < 0)
 		return rc;
 	j = xcalloc(1, sizeof(*j));
-	j->n = n;
 	snprintf(j->name, sizeof(j->name), "%s", name);
 	j->version = version;
 	j->pin = pin;
 	j->cb = cb;
 	j->arg = arg;
-	n->pending_work++;
-	storeq_job(n->sq, pin_work, pin_done, j);
+	node__store_job(n, pin_work, pin_done, j);
 	return 0;
 }
 
 /* ---- gc ---- */
 
 struct gc_job {
-	struct node *n;
 	char *state_dir;
 	struct activate_gc_opts o;
 	struct activate_gc_result res;
-	char msg[1024];
 	void (*cb)(void *arg, int rc, const struct activate_gc_result *res);
 	void *arg;
 };
@@ -416,22 +402,15 @@ struct gc_job {
 static int gc_work(void *arg, struct store *st)
 {
 	struct gc_job *j = arg;
-	int rc = activate_gc(st, j->state_dir, &j->o, &j->res);
 
-	if (rc < 0)
-		snprintf(j->msg, sizeof(j->msg), "%s", ferry_errmsg(rc));
-	return rc;
+	return activate_gc(st, j->state_dir, &j->o, &j->res);
 }
 
 static void gc_done(void *arg, int rc)
 {
 	struct gc_job *j = arg;
-	struct node *n = j->n;
 
-	n->pending_work--;
-	if (rc < 0)
-		ferry_errf(rc, "%s", j->msg);
-	else if (j->res.nevicted > 0 || j->res.freed_chunks > 0)
+	if (rc >= 0 && (j->res.nevicted > 0 || j->res.freed_chunks > 0))
 		log_notice(LOG_MAIN,
 			   "gc: %zu versions evicted, %" PRIu64 " chunks (%" PRIu64 " bytes) freed",
 			   j->res.nevicted, j->res.freed_chunks, j->res.freed_bytes);
@@ -444,7 +423,6 @@ static void gc_done(void *arg, int rc)
 	activate_gc_result_free(&j->res);
 	free(j->state_dir);
 	free(j);
-	node__stop_progress(n);
 }
 
 int node_gc(struct node *n, void (*cb)(void *arg, int rc, const struct activate_gc_result *res),
@@ -455,15 +433,13 @@ int node_gc(struct node *n, void (*cb)(void *arg, int rc, const struct activate_
 	if (n->stopping)
 		return ferry_errf(FERRY_ECANCELED, "ferryd is stopping");
 	j = xcalloc(1, sizeof(*j));
-	j->n = n;
 	j->state_dir = xstrdup(n->cfg->state_dir);
 	j->o.cache_quota = n->cfg->cache_quota;
 	j->o.min_free_space = n->cfg->min_free_space;
 	j->o.keep_versions = n->cfg->keep_versions;
 	j->cb = cb;
 	j->arg = arg;
-	n->pending_work++;
-	storeq_job(n->sq, gc_work, gc_done, j);
+	node__store_job(n, gc_work, gc_done, j);
 	return 0;
 }
 

@@ -30,6 +30,7 @@
 #include "ferry/codec.h"
 #include "ferry/error.h"
 #include "ferry/fcrypto.h"
+#include "ferry/idset.h"
 #include "ferry/log.h"
 #include "ferry/peer.h"
 #include "ferry/ratelimit.h"
@@ -83,71 +84,40 @@ struct idpos {
 	uint32_t next; /* index into pos pool, UINT32_MAX = end */
 };
 
-struct idslot {
-	uint8_t id[32];
-	uint32_t head; /* UINT32_MAX = empty slot */
-};
-
 struct idmap {
-	struct idslot *slots;
-	size_t cap, n;
+	struct idset *heads; /* chunk id -> its first idpos in pool */
 	struct idpos *pool;
 	size_t npool, cappool;
 };
 
 static void idmap_reset(struct idmap *m, size_t expect)
 {
-	size_t cap = 64;
-
-	while (cap < 2 * expect + 2)
-		cap *= 2;
-	free(m->slots);
-	m->slots = xreallocarray(NULL, cap, sizeof(*m->slots));
-	for (size_t i = 0; i < cap; i++)
-		m->slots[i].head = UINT32_MAX;
-	m->cap = cap;
-	m->n = 0;
+	if (m->heads == NULL)
+		m->heads = idset_new(expect);
+	else
+		idset_clear(m->heads, expect);
 	m->npool = 0;
 }
 
-static struct idslot *idmap_slot(struct idmap *m, const uint8_t id[32])
+/* The first position of id in pool, or UINT32_MAX if no incomplete version needs it. */
+static uint32_t idmap_first(const struct idmap *m, const uint8_t id[32])
 {
-	uint64_t h;
+	int64_t head = idset_get(m->heads, id);
 
-	memcpy(&h, id, sizeof(h));
-	for (size_t i = (size_t)h & (m->cap - 1);; i = (i + 1) & (m->cap - 1))
-		if (m->slots[i].head == UINT32_MAX || memcmp(m->slots[i].id, id, 32) == 0)
-			return &m->slots[i];
+	return head < 0 ? UINT32_MAX : (uint32_t)head;
 }
 
 static void idmap_add(struct idmap *m, const uint8_t id[32], struct nver *v, uint32_t pos)
 {
-	struct idslot *s;
+	uint32_t *head;
 
-	if (2 * (m->n + 1) > m->cap) {
-		struct idslot *old = m->slots;
-		size_t oldcap = m->cap;
-
-		m->cap *= 2;
-		m->slots = xreallocarray(NULL, m->cap, sizeof(*m->slots));
-		for (size_t i = 0; i < m->cap; i++)
-			m->slots[i].head = UINT32_MAX;
-		for (size_t i = 0; i < oldcap; i++)
-			if (old[i].head != UINT32_MAX)
-				*idmap_slot(m, old[i].id) = old[i];
-		free(old);
-	}
 	if (m->npool == m->cappool) {
 		m->cappool = m->cappool ? 2 * m->cappool : 1024;
 		m->pool = xreallocarray(m->pool, m->cappool, sizeof(*m->pool));
 	}
-	s = idmap_slot(m, id);
-	if (s->head == UINT32_MAX) {
-		memcpy(s->id, id, 32);
-		m->n++;
-	}
-	m->pool[m->npool] = (struct idpos){.v = v, .pos = pos, .next = s->head};
-	s->head = (uint32_t)m->npool++;
+	head = idset_put(m->heads, id, UINT32_MAX);
+	m->pool[m->npool] = (struct idpos){.v = v, .pos = pos, .next = *head};
+	*head = (uint32_t)m->npool++;
 }
 
 /* Rebuild from the tracked versions that are ready and incomplete. */
@@ -1137,18 +1107,15 @@ static void chunk_verified(struct node *n, struct verify_job *j, struct npeer *p
 	sched_reqs_free(&cancel);
 	/* Credit the versions it belongs to, for the completion line. */
 	{
-		struct idslot *s = idmap_slot(n->idmap, j->id);
+		struct nver *last = NULL;
 
-		if (s->head != UINT32_MAX) {
-			struct nver *last = NULL;
+		for (uint32_t k = idmap_first(n->idmap, j->id); k != UINT32_MAX;
+		     k = n->idmap->pool[k].next) {
+			struct nver *v = n->idmap->pool[k].v;
 
-			for (uint32_t k = s->head; k != UINT32_MAX; k = n->idmap->pool[k].next) {
-				struct nver *v = n->idmap->pool[k].v;
-
-				if (v != last)
-					source_note(v, j->peer_id, j->len);
-				last = v;
-			}
+			if (v != last)
+				source_note(v, j->peer_id, j->len);
+			last = v;
 		}
 	}
 	storeq_put(n->sq, j->id, j->enc, j->len);
@@ -1509,11 +1476,8 @@ void node__on_commit(void *arg, const uint8_t (*ids)[32], size_t cnt)
 	size_t *nadds = NULL, ntouched = 0;
 
 	for (size_t i = 0; i < cnt; i++) {
-		struct idslot *s = idmap_slot(n->idmap, ids[i]);
-
-		if (s->head == UINT32_MAX)
-			continue;
-		for (uint32_t k = s->head; k != UINT32_MAX; k = n->idmap->pool[k].next) {
+		for (uint32_t k = idmap_first(n->idmap, ids[i]); k != UINT32_MAX;
+		     k = n->idmap->pool[k].next) {
 			struct nver *v = n->idmap->pool[k].v;
 			uint32_t pos = n->idmap->pool[k].pos;
 			size_t t;
@@ -1751,7 +1715,7 @@ void node__fetch_free(struct node *n)
 		ver_free(v);
 	}
 	if (n->idmap != NULL) {
-		free(n->idmap->slots);
+		idset_free(n->idmap->heads);
 		free(n->idmap->pool);
 		free(n->idmap);
 	}

@@ -261,6 +261,15 @@ struct node {
 uint64_t node__now(const struct node *n);
 /* Continue a stop once one more piece has finished. */
 void node__stop_progress(struct node *n);
+/*
+ * Run work(arg, st) on the store thread, then done(arg, rc) on the loop
+ * thread, as storeq_job() does, for a job the node must finish before it
+ * stops: it counts in pending_work, and the stop continues after done. When
+ * work fails, done sees its detail in ferry_errmsg(rc) (the detail is per
+ * thread, so it is carried over).
+ */
+void node__store_job(struct node *n, int (*work)(void *arg, struct store *st),
+		     void (*done)(void *arg, int rc), void *arg);
 /* Per-id counters, kept in the book (the entry is created if missing). */
 struct gossip_peer *node__book_entry(struct node *n, const uint8_t id[32]);
 

@@ -43,6 +43,7 @@
 #include "ferry/codec.h"
 #include "ferry/error.h"
 #include "ferry/fcrypto.h"
+#include "ferry/idset.h"
 #include "ferry/index.h"
 #include "ferry/log.h"
 #include "ferry/manifest.h"
@@ -96,13 +97,6 @@ struct slot {
 	int codec;
 	uint8_t *enc; /* codec_bound(CHUNK_MAX_SIZE), allocated on first use */
 	size_t enc_len;
-};
-
-/* A set of chunk ids queued during this ingest (open addressing). */
-struct idset {
-	uint8_t (*ids)[32];
-	bool *used;
-	size_t cap, n;
 };
 
 struct pipe {
@@ -565,44 +559,10 @@ static void *worker_main(void *arg)
 
 /* ---- the writer -------------------------------------------------------- */
 
-static size_t idset_slot(const struct idset *s, const uint8_t id[32])
-{
-	uint64_t h;
-
-	memcpy(&h, id, sizeof(h));
-	return (size_t)h & (s->cap - 1);
-}
-
-/* Add id; false if it was already there. */
-static bool idset_add(struct idset *s, const uint8_t id[32])
-{
-	size_t i;
-
-	if (2 * (s->n + 1) > s->cap) {
-		struct idset g = {.cap = s->cap ? 2 * s->cap : 1024};
-
-		g.ids = xcalloc(g.cap, sizeof(*g.ids));
-		g.used = xcalloc(g.cap, sizeof(*g.used));
-		for (size_t k = 0; k < s->cap; k++)
-			if (s->used[k])
-				idset_add(&g, s->ids[k]);
-		free(s->ids);
-		free(s->used);
-		*s = g;
-	}
-	for (i = idset_slot(s, id); s->used[i]; i = (i + 1) & (s->cap - 1))
-		if (memcmp(s->ids[i], id, 32) == 0)
-			return false;
-	s->used[i] = true;
-	memcpy(s->ids[i], id, 32);
-	s->n++;
-	return true;
-}
-
 struct writer {
 	struct pipe *p;
 	struct store_wr *wr;
-	struct idset seen;
+	struct idset *seen; /* chunk ids queued during this ingest */
 	struct codec_ctx *ctx;
 	uint8_t *enc; /* for index pieces */
 	struct publish_stats stats;
@@ -707,7 +667,7 @@ static int writer_chunk(struct writer *wt, struct slot *s)
 	wt->stats.raw_bytes += s->len;
 	wt->stats.enc_bytes += s->enc_len;
 	/* A chunk seen twice in this ingest is stored once (and counted new once). */
-	if (!idset_add(&wt->seen, s->id) || s->stored)
+	if (!idset_add(wt->seen, s->id, 0) || s->stored)
 		return 0;
 	r = writer_put(wt, s->id, s->enc, s->enc_len);
 	if (r < 0)
@@ -857,6 +817,7 @@ int publish_ingest(struct store *st, int dirfd, const struct publish_opts *opts,
 	wt.p = p;
 	wt.ctx = codec_ctx_new();
 	wt.enc = xmalloc(codec_bound(INDEX_PIECE_MAX));
+	wt.seen = idset_new(0);
 
 	nthreads = opts->threads > 0 ? MIN(opts->threads, MAX_THREADS) : online_cpus();
 	for (; started < nthreads; started++) {
@@ -918,8 +879,7 @@ out:
 	store_wr_abort(wt.wr);
 	codec_ctx_free(wt.ctx);
 	free(wt.enc);
-	free(wt.seen.ids);
-	free(wt.seen.used);
+	idset_free(wt.seen);
 	if (p != NULL) {
 		for (int i = 0; i < RING_SLOTS; i++)
 			free(p->ring[i].enc);

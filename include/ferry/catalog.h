@@ -17,6 +17,7 @@ struct store;
 struct store_rd;
 struct manifest;
 struct trust;
+struct chunk_ref;
 
 enum catalog_flags {
 	/* The operator asked for this version (fetch NAME@OLD, a bundle): store it
@@ -66,6 +67,16 @@ struct catalog_presence {
 	bool index_complete;
 };
 int catalog_presence(struct store_rd *rd, const struct manifest *m, struct catalog_presence *out);
+
+/*
+ * The chunk references of the stored index piece id (stored as a CODEC_RAW
+ * chunk whose payload is the piece, see index.h): *refs (malloc'd, caller
+ * frees) and *nrefs. FERRY_ENOENT if the piece is not stored; FERRY_EFORMAT
+ * with a detail naming the piece if it is stored under another codec or
+ * does not decode.
+ */
+int catalog_piece_refs(struct store_rd *rd, const uint8_t id[static 32], struct chunk_ref **refs,
+		       size_t *nrefs);
 
 /*
  * Drop every chunk (and index piece) that no stored manifest references, in

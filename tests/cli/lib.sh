@@ -5,34 +5,8 @@
 # ./build next to the sources otherwise). Exit 77 marks a test as skipped.
 set -eu
 
-: "${FERRY_BUILDDIR:=$(cd "$(dirname "$0")/../.." && pwd)/build}"
-FERRYCTL=$FERRY_BUILDDIR/ferryctl
-GEN_WEIGHTS=$FERRY_BUILDDIR/bench/gen_weights
-T=$(mktemp -d "${TMPDIR:-/tmp}/ferry-cli-XXXXXX")
-CLEANUP=""
-
-cleanup() {
-	status=$?
-	set +e
-	eval "$CLEANUP"
-	rm -rf "$T"
-	exit "$status"
-}
-trap cleanup EXIT INT TERM
-
-# Run CMD on exit (before $T is removed).
-at_exit() {
-	CLEANUP="$1; $CLEANUP"
-}
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-ctl() {
-	"$FERRYCTL" "$@"
-}
+TEST_SUITE=cli
+. "$(dirname "$0")/../common.sh"
 
 # expect_fail STATUS 'first line of stderr' ferryctl-args...
 # Runs ferryctl, which must exit with STATUS and print exactly that line first.
@@ -74,13 +48,6 @@ make_tree() {
 	random_file "$1/a/tokenizer.json" 70001 2
 	random_file "$1/config.json" 513 3
 	: >"$1/empty"
-}
-
-# same_tree A B: every regular file of A is in B with the same bytes.
-same_tree() {
-	(cd "$1" && find . -type f) | while read -r f; do
-		cmp "$1/$f" "$2/$f" || fail "$2/$f differs from $1/$f"
-	done
 }
 
 # json_ok FILE: FILE holds one valid JSON document.

@@ -10,30 +10,8 @@ set -eu
 # (a list of suite names) to stay within their time budgets.
 case " ${FERRY_SKIP:-} " in *" sideload "*) echo "skipped: FERRY_SKIP names the sideload suite"; exit 77 ;; esac
 
-: "${FERRY_BUILDDIR:=$(cd "$(dirname "$0")/../.." && pwd)/build}"
-FERRYCTL=$FERRY_BUILDDIR/ferryctl
-GEN_WEIGHTS=$FERRY_BUILDDIR/bench/gen_weights
-T=$(mktemp -d "${TMPDIR:-/tmp}/ferry-sideload-XXXXXX")
-CLEANUP=""
-
-cleanup() {
-	status=$?
-	set +e
-	eval "$CLEANUP"
-	rm -rf "$T"
-	exit "$status"
-}
-trap cleanup EXIT INT TERM
-
-# Run CMD on exit (before $T is removed); the last registered runs first.
-at_exit() {
-	CLEANUP="$1; $CLEANUP"
-}
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
+TEST_SUITE=sideload
+. "$(dirname "$0")/../common.sh"
 
 skip() {
 	echo "SKIP: $*" >&2
@@ -45,10 +23,6 @@ need_root() {
 	for tool in "$@"; do
 		command -v "$tool" >/dev/null 2>&1 || skip "needs $tool"
 	done
-}
-
-ctl() {
-	"$FERRYCTL" "$@"
 }
 
 # random_file PATH MIB SEED: deterministic incompressible bytes.
@@ -85,13 +59,6 @@ setup_stores() {
 
 publish() { # publish NAME VERSION DIR
 	ctl --store "$HQ" publish --key "$T/pub.key" "$1" "$2" "$3" >/dev/null
-}
-
-# same_tree A B: every regular file of A is in B with the same bytes.
-same_tree() {
-	(cd "$1" && find . -type f) | while read -r f; do
-		cmp "$1/$f" "$2/$f" || fail "$2/$f differs from $1/$f"
-	done
 }
 
 # mount_image IMG DIR [OPTIONS]: loop-mount an image and unmount it on exit.
