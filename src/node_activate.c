@@ -390,6 +390,7 @@ int node_pin(struct node *n, const char *name, uint64_t version, bool pin,
 /* ---- gc ---- */
 
 struct gc_job {
+	struct node *n;
 	char *state_dir;
 	struct activate_gc_opts o;
 	struct activate_gc_result res;
@@ -409,6 +410,7 @@ static int gc_work(void *arg, struct store *st)
 static void gc_done(void *arg, int rc)
 {
 	struct gc_job *j = arg;
+	struct node *n = j->n;
 
 	if (rc >= 0 && (j->res.nevicted > 0 || j->res.freed_chunks > 0))
 		log_notice(LOG_MAIN,
@@ -433,6 +435,7 @@ int node_gc(struct node *n, void (*cb)(void *arg, int rc, const struct activate_
 	if (n->stopping)
 		return ferry_errf(FERRY_ECANCELED, "ferryd is stopping");
 	j = xcalloc(1, sizeof(*j));
+	j->n = n;
 	j->state_dir = xstrdup(n->cfg->state_dir);
 	j->o.cache_quota = n->cfg->cache_quota;
 	j->o.min_free_space = n->cfg->min_free_space;
