@@ -491,6 +491,7 @@ int mpk_r_map(struct mpk_r *r, uint32_t *n)
 {
 	struct head h;
 
+	*n = 0; /* a caller that loops to *n before checking the error does nothing */
 	if (r_expect(r, &h, MPK_MAP) != 0)
 		return r->err;
 	*n = (uint32_t)h.u;
@@ -502,6 +503,7 @@ int mpk_r_array(struct mpk_r *r, uint32_t *n)
 {
 	struct head h;
 
+	*n = 0; /* a caller that loops to *n before checking the error does nothing */
 	if (r_expect(r, &h, MPK_ARRAY) != 0)
 		return r->err;
 	*n = (uint32_t)h.u;

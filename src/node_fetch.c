@@ -1045,16 +1045,18 @@ static void peer_offence(struct node *n, struct npeer *p, const uint8_t id[32])
 {
 	struct sched_verdict verdict = {0};
 	uint64_t now = node__now(n);
-	char pid[ID_SHORT_LEN];
 
 	/* What was already on its way from a dropped peer is not held against it again. */
 	if (p->dropped)
 		return;
-	p->dropped = true;
-	if (p->in_sched && sched_chunk_bad(n->sched, p->h, id, now, &verdict) == 0 &&
-	    verdict.action == SCHED_BAN)
-		log_warn(LOG_FETCH, "banning peer %s for %" PRIu64 " s after %u bad chunks",
-			 sid(pid, p->id), (verdict.ban_until - now) / 1000u, verdict.offences);
+	if (!p->in_sched) {
+		/* Benched: it has no requests to forget, but the offence counts the same. */
+		node__misbehaved(n, p, MISBEHAVE_BAD_CHUNK);
+	} else {
+		p->dropped = true;
+		if (sched_chunk_bad(n->sched, p->h, id, now, &verdict) == 0)
+			node__ban_note(n, p, MISBEHAVE_BAD_CHUNK, &verdict);
+	}
 	peer_conn_close(p->c, FERRY_ECORRUPT);
 }
 

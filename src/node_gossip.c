@@ -323,6 +323,12 @@ void node__manifest_received(struct node *n, struct npeer *from, const uint8_t *
 	if (rc < 0) {
 		log_warn(LOG_GOSSIP, "refused a manifest from peer %s: %s", short_id(pid, from->id),
 			 ferry_errmsg(rc));
+		if (misbehave_of_manifest(rc) != MISBEHAVE_NONE) {
+			/* Not remembered as rejected: each copy costs its sender an offence. */
+			node__misbehaved(n, from, misbehave_of_manifest(rc));
+			peer_conn_close(from->c, rc);
+			return;
+		}
 		reject_note(n, hash);
 		return;
 	}
@@ -573,6 +579,7 @@ void node__on_down(struct peer_conn *c, int reason, void *ctx)
 
 	if (p == NULL)
 		return;
+	node__misbehaved(n, p, misbehave_of_close(reason));
 	log_debug(LOG_PEER, "peer %s: forgetting its requests and holdings (%s)",
 		  short_id(pid, p->id), ferry_strerror(reason));
 	node__peer_down_fetch(n, p);

@@ -25,6 +25,7 @@
 #include "ferry/gossip.h"
 #include "ferry/index.h"
 #include "ferry/manifest.h"
+#include "ferry/misbehave.h"
 #include "ferry/node.h"
 #include "ferry/nodekey.h"
 #include "ferry/util.h"
@@ -297,6 +298,18 @@ void node__newest_update(struct node *n, const char *name, uint64_t version,
 int node__load_catalog(struct node *n);
 /* NAME@VERSION left the store: if it was the newest of its name, take the newest left. */
 void node__newest_gone(struct node *n, const char *name, uint64_t version);
+
+/* node_ban.c */
+struct sched_verdict;
+/* Log a ban once (if v says SCHED_BAN), with p's id, address and what it did. */
+void node__ban_note(struct node *n, const struct npeer *p, enum misbehave kind,
+		    const struct sched_verdict *v);
+/*
+ * p misbehaved (kind; MISBEHAVE_NONE does nothing): the offence counts against
+ * its node id and p is marked dropped, so nothing else it sent counts again.
+ * The caller closes the connection (or it is closing already).
+ */
+void node__misbehaved(struct node *n, struct npeer *p, enum misbehave kind);
 
 /* node_fetch.c */
 void node__fetch_init(struct node *n);

@@ -1172,7 +1172,7 @@ int sched_peer_add(struct sched *s, uint32_t peer, const uint8_t node_id[static 
 		return ferry_errf(FERRY_EEXIST, "peer handle %" PRIu32 " is already in use", peer);
 	if (until)
 		return ferry_errf(FERRY_EPERM,
-				  "node %s is banned for bad chunks for another %" PRIu64 " s",
+				  "node %s is banned for misbehaving for another %" PRIu64 " s",
 				  id_short(hex, node_id), (until - now + 999) / 1000);
 	if (peer >= s->peercap) {
 		size_t ncap = MAX((size_t)peer + 1, s->peercap * 2);
@@ -1382,7 +1382,6 @@ int sched_chunk_bad(struct sched *s, uint32_t peer, const uint8_t id[static 32],
 		    struct sched_verdict *verdict)
 {
 	struct peer *p = peer_get(s, peer);
-	struct offender *o;
 	uint32_t slot;
 
 	if (!p)
@@ -1395,9 +1394,16 @@ int sched_chunk_bad(struct sched *s, uint32_t peer, const uint8_t id[static 32],
 			req_remove(s, ri);
 		has_clr(s, p, slot); /* whatever it holds under that id is not the chunk */
 	}
-	o = offender_find(s, p->node);
+	return sched_offence(s, p->node, now, verdict);
+}
+
+int sched_offence(struct sched *s, const uint8_t node_id[static 32], uint64_t now,
+		  struct sched_verdict *verdict)
+{
+	struct offender *o = offender_find(s, node_id);
+
 	if (!o)
-		o = offender_add(s, p->node);
+		o = offender_add(s, node_id);
 	if (o->last && now >= MAX(o->last, o->until) + s->p.ban_max_ms)
 		o->bans = 0; /* a clean record as long as the longest ban */
 	if (!o->count || now >= o->first + s->p.ban_period_ms) {

@@ -108,7 +108,7 @@ void mpk_r_init(struct mpk_r *r, const void *p, size_t n);
  * then reads as 2n values. Fails if the next value is not a map or if 2n is
  * more than the bytes left (each value takes at least one byte), so n is
  * always bounded by the input's size; the caller still checks n against its
- * own limit before allocating by it.
+ * own limit before allocating by it. On failure *n is 0.
  */
 int mpk_r_map(struct mpk_r *r, uint32_t *n);
 /* Read an array header; as mpk_r_map, with n elements (n <= bytes left). */

@@ -83,7 +83,7 @@ struct sched_params {
 	uint64_t wan_rate_bps;	    /* (1 Mbit/s) */
 	uint32_t stall_min_ms;	    /* no request stalls sooner than this (3 s) */
 	uint32_t owner_slack_ms;    /* added to the owner timeout (10 s) */
-	uint32_t ban_offences;	    /* bad chunks within ban_period_ms that earn a ban (3) */
+	uint32_t ban_offences;	    /* offences within ban_period_ms that earn a ban (3) */
 	uint64_t ban_period_ms;	    /* (1 h) */
 	uint64_t ban_base_ms;	    /* first ban; each later one doubles (10 min) */
 	uint64_t ban_max_ms;	    /* longest ban; a clean record this long resets (7 d) */
@@ -227,7 +227,7 @@ enum sched_action {
 struct sched_verdict {
 	enum sched_action action;
 	uint64_t ban_until; /* ms, same clock as now; 0 for SCHED_DROP */
-	uint32_t offences;  /* bad chunks from this node within the period */
+	uint32_t offences;  /* offences of this node within the period */
 };
 
 /*
@@ -239,6 +239,15 @@ struct sched_verdict {
  */
 int sched_chunk_bad(struct sched *s, uint32_t peer, const uint8_t id[static 32], uint64_t now,
 		    struct sched_verdict *verdict);
+
+/*
+ * Node node_id misbehaved in another way (a frame or message that breaks the
+ * protocol, a forged manifest: docs/protocol.md, "Misbehaviour"). The offence
+ * counts with its bad chunks, and the verdict is as for sched_chunk_bad(); the
+ * node need not be connected. Always 0.
+ */
+int sched_offence(struct sched *s, const uint8_t node_id[static 32], uint64_t now,
+		  struct sched_verdict *verdict);
 
 /* 0 if node_id may connect, else the time its ban ends. */
 uint64_t sched_banned_until(const struct sched *s, const uint8_t node_id[static 32], uint64_t now);

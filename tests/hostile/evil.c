@@ -570,9 +570,10 @@ static int announce(struct evil *e, struct conn *c)
 		    "conn %u: pushing %s@%" PRIu64 " with a random signature and %s@%" PRIu64
 		    " signed by an untrusted key",
 		    c->idx, md->name, md->badsig_version, md->name, md->untrusted_version);
+		/* The untrusted one first: the forgery makes the node drop the connection. */
 		if ((rc = send_digest(e, c, md->untrusted_version, md->untrusted_hash)) != 0 ||
-		    (rc = send_manifest(e, c, md->badsig, md->badsig_len)) != 0 ||
 		    (rc = send_manifest(e, c, md->untrusted, md->untrusted_len)) != 0 ||
+		    (rc = send_manifest(e, c, md->badsig, md->badsig_len)) != 0 ||
 		    (rc = send_have(e, c, md->badsig_version)) != 0)
 			return rc;
 		return send_have(e, c, md->untrusted_version);

@@ -194,6 +194,26 @@ for r in rows:
 ' "$2"
 }
 
+# ban_check NODE SHORT_ID REASON: NODE banned the peer (docs/protocol.md,
+# "Misbehaviour"): one log line naming its id, socket address and REASON
+# (what it did last), and `ferryctl peers` shows it as banned.
+ban_check() {
+	nb=$(grep -c "banning peer $2 (127\.0\.0\.1:[0-9]*) for 600 s after 3 offences, the last $3\$" \
+		"$T/$1/log" || true)
+	[ "$nb" -eq 1 ] || fail "$1 logged $nb bans of $2 for $3, expected one: $(grep "banning peer $2" "$T/$1/log")"
+	say "$(grep "banning peer $2" "$T/$1/log" | sed 's/^<[0-9]>//')"
+	bst=$(peer_state "$1" "$2")
+	[ "$bst" = - ] || [ "$bst" = banned ] || fail "ferryctl peers shows $2 as '$bst', not banned"
+	[ "$bst" = - ] || say "ferryctl peers: $2 is $bst"
+}
+
+# refusals NODE SHORT_ID: how many times NODE refused that peer at the
+# handshake (a banned node is not allowed in; the hostile peer cannot always
+# tell this from being dropped at once, so NODE's log is the witness).
+refusals() {
+	grep -c "handshake failed: node $2 ([^)]*) is not allowed" "$T/$1/log" || true
+}
+
 # status_field NODE KEY: a field of `ferryctl --json status`; "-" without the command.
 status_field() {
 	if ! has_ctl status; then
