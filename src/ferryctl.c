@@ -640,8 +640,7 @@ static const char *socket_path(const struct ctl *c)
 	return c->socket != NULL ? c->socket : DEFAULT_SOCKET;
 }
 
-/* One exchange with ferryd: the request (with fd if >= 0), then its replies. */
-static int daemon_call(const struct ctl *c, const struct ctl_request *req, int fd,
+int daemon_call(const struct ctl *c, const struct ctl_request *req, int fd,
 		       ctl_client_data_fn *on_data, void *arg)
 {
 	struct ctl_client *cl = NULL;
@@ -656,8 +655,7 @@ static int daemon_call(const struct ctl *c, const struct ctl_request *req, int f
 	return r;
 }
 
-/* Decode a data message that must be of kind; *mem owns its strings (free it). */
-static int daemon_record(const struct ctl_msg *m, enum ctl_data_kind kind, void *rec, char **mem)
+int daemon_record(const struct ctl_msg *m, enum ctl_data_kind kind, void *rec, char **mem)
 {
 	*mem = NULL;
 	if (m->kind != (int)kind)
@@ -764,6 +762,7 @@ static int on_status(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
 	}
 	ctl_out_uint(c->out, "chunks_verified", "chunks verified", n->chunks_verified);
 	ctl_out_uint(c->out, "chunks_rejected", "chunks rejected", n->chunks_rejected);
+	status_limits(c, n);
 	if (n->store_error != NULL)
 		ctl_out_str(c->out, "store_error", "store error", n->store_error);
 	free(mem);
@@ -1313,6 +1312,12 @@ static const struct cmd commands[] = {
      .usage = "--out FILE",
      .help = "write what this node holds to FILE, for a delta bundle made elsewhere",
      .opts = {{"out", "FILE", true}}},
+    {.name = "limit",
+     .kind = CMD_READ,
+     .daemon = cmd_limit,
+     .usage = "[NAME RATE]",
+     .help = "show the rate limits and where each comes from; NAME RATE sets one (write)",
+     .pos = {"NAME", "RATE"}},
     {.name = "help",
      .kind = CMD_LOCAL,
      .fn = cmd_help,

@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ferry/ctl.h"
+#include "ferry/ctl_client.h"
+
 #define EXIT_USAGE 2
 #define MAX_POS	   16
 #define MAX_OPTS   4
@@ -62,6 +65,17 @@ int fail(const struct ctl *c, int code);
 int ctl_store_open(struct ctl *c, unsigned flags, struct store **st);
 /* The trust list of a --store command; *in_file (may be NULL) counts the file's keys. */
 int trust_load(const struct ctl *c, struct trust *t, size_t *in_file);
+
+/* One exchange with ferryd: the request (with fd if >= 0), then its replies. */
+int daemon_call(const struct ctl *c, const struct ctl_request *req, int fd,
+		ctl_client_data_fn *on_data, void *arg);
+/* Decode a data message that must be of kind; *mem owns its strings (free it). */
+int daemon_record(const struct ctl_msg *m, enum ctl_data_kind kind, void *rec, char **mem);
+
+/* src/ferryctl_limit.c */
+int cmd_limit(struct ctl *c);
+/* The limits lines of `ferryctl status`. */
+void status_limits(struct ctl *c, const struct node_status *n);
 
 /* src/ferryctl_bundle.c */
 int cmd_bundle(struct ctl *c);

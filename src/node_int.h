@@ -312,7 +312,12 @@ void node__fetch_poll(struct node *n);
 void node__on_commit(void *arg, const uint8_t (*ids)[32], size_t n);
 void node__ver_progress(struct node *n, struct nver *v, struct node_progress *out);
 void node__peer_timers_close(struct npeer *p);
+
+/* node_limits.c */
+/* Set the limiter's config layer and wan_window from n->cfg and the time now. */
 void node__limits_apply(struct node *n);
+/* The limits in force, for node_status(). */
+void node__limits_status(struct node *n, struct node_status *out);
 
 /* node_activate.c */
 /*

@@ -24,7 +24,8 @@
  *
  * History of CTL_PROTO_VERSION:
  *   1  first version: status, peers, models, fetch (with wait), cancel,
- *      publish (two steps), export.
+ *      publish (two steps), export. Added since without a new version
+ *      (an older daemon answers "no command"): limits, limit.
  */
 #ifndef FERRY_CTL_H
 #define FERRY_CTL_H
@@ -153,6 +154,7 @@ enum ctl_data_kind {
 	CTL_DATA_MODEL,	     /* struct node_model_row */
 	CTL_DATA_PROGRESS,   /* struct ctl_progress */
 	CTL_DATA_MANIFEST,   /* struct ctl_manifest (publish: the body to sign) */
+	CTL_DATA_LIMIT,	     /* struct node_limit_row */
 };
 
 /* status: the node's status and the daemon's version. */
