@@ -20,6 +20,7 @@
 #include "ferry/error.h"
 #include "ferry/log.h"
 #include "ferry/node.h"
+#include "ferry/peer.h"
 #include "ferry/ratelimit.h"
 #include "ferry/util.h"
 #include "node_int.h"
@@ -66,7 +67,46 @@ static uint64_t config_value(const struct config *cfg, enum ratelimit_which whic
 	return MIN(v, RATELIMIT_MAX_RATE);
 }
 
-void node__limits_apply(struct node *n)
+/* The rates the buckets run at, per direction and link class. */
+static void in_force(const struct node *n, uint64_t r[2][2])
+{
+	for (int d = 0; d < 2; d++)
+		for (int c = 0; c < 2; c++)
+			r[d][c] = ratelimit_effective(n->rl, (enum ratelimit_dir)d,
+						      (enum ratelimit_class)c);
+}
+
+/*
+ * A rate in force changed: the pauses peers are in were computed at the old
+ * rates (at 16 kbit/s a 60 KiB frame's is 30 s), so end them now. Each peer
+ * asks the limiter again with its next frame, and any debt left is paid at
+ * the new rate.
+ */
+static void wake_peers(struct node *n, const uint64_t before[2][2])
+{
+	uint64_t after[2][2];
+
+	in_force(n, after);
+	if (memcmp(before, after, sizeof(after)) == 0)
+		return;
+	for (struct npeer *p = n->peers; p != NULL; p = p->next) {
+		if (p->c == NULL)
+			continue;
+		if (p->read_paused) {
+			uv_timer_stop(&p->read_timer);
+			p->read_paused = false;
+			peer_conn_set_reading(p->c, true);
+		}
+		if (p->send_waiting) {
+			uv_timer_stop(&p->send_timer);
+			p->send_waiting = false;
+			node__serve_pump(p);
+		}
+	}
+}
+
+/* Set the config layer and the window from n->cfg and the time now. */
+static void apply_config(struct node *n)
 {
 	uint64_t now = node__now(n), wrate = 0, was_rate = 0;
 	bool win = config_wan_rate_at(n->cfg, time(NULL), &wrate);
@@ -103,6 +143,15 @@ void node__limits_apply(struct node *n)
 			 rate_str(b, sizeof(b), n->cfg->wan_upload_rate));
 }
 
+void node__limits_apply(struct node *n)
+{
+	uint64_t before[2][2];
+
+	in_force(n, before);
+	apply_config(n);
+	wake_peers(n, before);
+}
+
 static void fill_row(struct node *n, enum ratelimit_which w, struct node_limit_row *row)
 {
 	row->name = ratelimit_name(w);
@@ -128,7 +177,7 @@ int node_limit_set(struct node *n, const char *name, const char *rate, struct no
 	    [RL_SRC_WINDOW] = "as the wan_window in force says",
 	    [RL_SRC_RUNTIME] = "set by ferryctl until ferryd restarts",
 	};
-	uint64_t now = node__now(n), bps = 0;
+	uint64_t now = node__now(n), bps = 0, before[2][2];
 	enum ratelimit_which w;
 	char buf[32];
 	int rc;
@@ -138,6 +187,7 @@ int node_limit_set(struct node *n, const char *name, const char *rate, struct no
 	if ((rc = ratelimit_by_name(name)) < 0)
 		return rc;
 	w = (enum ratelimit_which)rc;
+	in_force(n, before);
 	if (strcmp(rate, "config") == 0) {
 		rc = ratelimit_clear_override(n->rl, w, now);
 	} else if (parse_rate(rate, &bps) < 0) {
@@ -150,6 +200,7 @@ int node_limit_set(struct node *n, const char *name, const char *rate, struct no
 	}
 	if (rc < 0)
 		return rc;
+	wake_peers(n, before);
 	log_info(LOG_CONFIG, "%s limit is now %s (%s)", name,
 		 rate_str(buf, sizeof(buf), ratelimit_get(n->rl, w)),
 		 source_note[ratelimit_source(n->rl, w)]);

@@ -106,6 +106,28 @@ wait_log a "configuration reloaded" 10 "$lines"
 limit_is wan_download 3000000 config 3000000
 wait_log a "no wan_window is in force: WAN limits 3.0 Mbit/s down, unlimited up" 5 "$lines"
 
+say "a change reaches transfers already waiting for the limiter"
+# b fetches from a at 16 kbit/s: from its second 64 KiB frame on, its reads
+# pause for 32 s or more. Lifting the limit must end that wait at once, not
+# when the pause computed at the old rate runs out.
+make_model "$T/m1" 2 1
+node_make b "models.want=" "peers.peer=$(addr_of a)" "limits.download_rate=16kbit"
+node_stop a
+publish a llm 1 "$T/m1"
+node_start a
+node_start b
+B="--socket $T/b/ferryd.sock"
+ctl $B fetch llm@1 >/dev/null || fail "fetch on b failed"
+deadline=$(($(date +%s) + 20))
+until [ "$(ctl $B --json status | python3 -c 'import json, sys; print(json.load(sys.stdin)["bytes_received"])')" -gt 65536 ]; do
+	[ "$(date +%s)" -lt "$deadline" ] || fail "b received no second frame in 20 s"
+	sleep 0.2
+done
+ctl $B limit download 0 >/dev/null || fail "limit download 0 on b failed"
+timeout 20 "$FERRYCTL" $B fetch llm@1 --wait >/dev/null ||
+	fail "b was still waiting 20 s after its limit was lifted"
+node_stop b
+
 say "a restart forgets the overrides"
 ctl $S limit download 6mbit >/dev/null || fail "limit download failed"
 limit_is download 6000000 runtime 0
