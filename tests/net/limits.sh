@@ -128,6 +128,38 @@ timeout 20 "$FERRYCTL" $B fetch llm@1 --wait >/dev/null ||
 	fail "b was still waiting 20 s after its limit was lifted"
 node_stop b
 
+say "a wan_window opens at its boundary, in ferryd's local time"
+# A time zone a few seconds east of UTC puts the start of a local minute 8 s
+# ahead; a window from that minute on must be in force within a second or two
+# of it, without a reload (the one-second tick re-reads the schedule).
+eval "$(python3 -c '
+import time
+e = int(time.time()) + 8
+off = (60 - e % 60) % 60
+start = time.strftime("%H:%M", time.gmtime(e + off))
+end = time.strftime("%H:%M", time.gmtime(e + off + 120)).replace("00:00", "24:00", 1)
+if end < start:
+    end = "24:00"
+print("tz=XST-0:00:%02d win=\"daily %s-%s 3mbit\" at=%d" % (off, start, end, e))
+')"
+node_make c "limits.wan_download_rate=1mbit" "limits.wan_window=$win"
+node_start c TZ="$tz"
+C="--socket $T/c/ferryd.sock"
+ctl $C --json limit >"$T/limits.json" || fail "limit --json on c failed"
+if [ "$(date +%s)" -lt $((at - 1)) ]; then
+	grep -q '"source": "window"' "$T/limits.json" && fail "the window ($win, TZ $tz) was in force early"
+fi
+until ctl $C --json limit | grep -q '"source": "window"'; do
+	[ "$(date +%s)" -lt $((at + 5)) ] || fail "the window $win (TZ $tz) was not in force 5 s after its start"
+	sleep 0.2
+done
+S_A=$S
+S=$C
+limit_is wan_download 3000000 window 1000000
+S=$S_A
+grep -q "a wan_window is in force: WAN limit 3.0 Mbit/s each way" "$T/c/log" || fail "c did not log the window"
+node_stop c
+
 say "a restart forgets the overrides"
 ctl $S limit download 6mbit >/dev/null || fail "limit download failed"
 limit_is download 6000000 runtime 0
