@@ -641,7 +641,7 @@ static const char *socket_path(const struct ctl *c)
 }
 
 int daemon_call(const struct ctl *c, const struct ctl_request *req, int fd,
-		       ctl_client_data_fn *on_data, void *arg)
+		ctl_client_data_fn *on_data, void *arg)
 {
 	struct ctl_client *cl = NULL;
 	int r;
