@@ -614,6 +614,28 @@ void ctl_server_set_reload(struct ctl_server *s, ctl_reload_fn *fn, void *arg)
 	s->reload_arg = arg;
 }
 
+static void on_limit_row(void *arg, const struct node_limit_row *row)
+{
+	send_data(arg, CTL_DATA_LIMIT, row);
+}
+
+static void run_limits(struct conn *c)
+{
+	node_limits(conn_node(c), on_limit_row, c);
+	finish(c, 0, NULL);
+}
+
+/* The work and its messages are node_limit_set's (src/node_limits.c). */
+static void run_limit(struct conn *c)
+{
+	struct node_limit_row row;
+	int rc = node_limit_set(conn_node(c), arg_str(c, "limit"), arg_str(c, "rate"), &row);
+
+	if (rc == 0)
+		send_data(c, CTL_DATA_LIMIT, &row);
+	finish(c, rc, NULL);
+}
+
 /*
  * The command table: dispatch, permissions, argument checks, and (through
  * ctl_cmd_at) the test that keeps docs/protocol.md in step with it.
@@ -670,6 +692,9 @@ static const struct cmd commands[] = {
       {{"name", CTL_T_STR, true}, {"version", CTL_T_UINT, false}},
       "problem* verify"},
      ctl__run_verify},
+    {{"limits", CTL_READ, false, {{NULL, 0, false}}, "limit*"}, run_limits},
+    {{"limit", CTL_WRITE, false, {{"limit", CTL_T_STR, true}, {"rate", CTL_T_STR, true}}, "limit"},
+     run_limit},
 };
 
 const struct ctl_cmd_info *ctl_cmd_at(size_t i)
@@ -743,7 +768,7 @@ static int check_permission(const struct conn *c, const struct cmd *cmd)
 
 static void log_write(const struct conn *c, const struct cmd *cmd)
 {
-	const char *name = arg_str(c, "name");
+	const char *name = arg_str(c, "name") ? arg_str(c, "name") : arg_str(c, "limit");
 	char ref[MANIFEST_NAME_MAX + 32];
 
 	log_info(LOG_CTL, "%s%s%s requested by uid %u (pid %d)", cmd->info.name, name ? " " : "",

@@ -492,6 +492,12 @@ static const struct field status_fields[] = {
     {"chunks_verified", F_U64, ST(node.chunks_verified)},
     {"chunks_rejected", F_U64, ST(node.chunks_rejected)},
     {"ferryd_version", F_STR, ST(ferryd_version)},
+    {"limit_download_bps", F_U64, ST(node.limit_download)},
+    {"limit_upload_bps", F_U64, ST(node.limit_upload)},
+    {"limit_wan_download_bps", F_U64, ST(node.limit_wan_download)},
+    {"limit_wan_upload_bps", F_U64, ST(node.limit_wan_upload)},
+    {"limit_lan_download_bps", F_U64, ST(node.limit_lan_download)},
+    {"limit_lan_upload_bps", F_U64, ST(node.limit_lan_upload)},
     {NULL, 0, 0},
 };
 
@@ -613,6 +619,15 @@ static const struct field verify_fields[] = {
     {NULL, 0, 0},
 };
 
+#define LR(f) offsetof(struct node_limit_row, f)
+static const struct field limit_fields[] = {
+    {"name", F_STR, LR(name)},
+    {"rate_bps", F_U64, LR(rate_bps)},
+    {"source", F_STR, LR(source)},
+    {"config_bps", F_U64, LR(config_bps)},
+    {NULL, 0, 0},
+};
+
 static const struct {
 	const char *name;
 	const struct field *fields;
@@ -629,6 +644,7 @@ static const struct {
     [CTL_DATA_TEXT] = {"text", text_fields},
     [CTL_DATA_PROBLEM] = {"problem", problem_fields},
     [CTL_DATA_VERIFY] = {"verify", verify_fields},
+    [CTL_DATA_LIMIT] = {"limit", limit_fields},
 };
 
 const char *ctl_data_kind_name(enum ctl_data_kind kind)
@@ -779,6 +795,8 @@ static size_t kind_size(enum ctl_data_kind kind)
 		return sizeof(struct ctl_problem);
 	case CTL_DATA_VERIFY:
 		return sizeof(struct ctl_verify);
+	case CTL_DATA_LIMIT:
+		return sizeof(struct node_limit_row);
 	}
 	return 0;
 }

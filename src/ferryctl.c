@@ -764,6 +764,7 @@ static int on_status(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
 	}
 	ctl_out_uint(c->out, "chunks_verified", "chunks verified", n->chunks_verified);
 	ctl_out_uint(c->out, "chunks_rejected", "chunks rejected", n->chunks_rejected);
+	status_limits(c, n);
 	if (n->store_error != NULL)
 		ctl_out_str(c->out, "store_error", "store error", n->store_error);
 	free(mem);
@@ -1357,6 +1358,12 @@ static const struct cmd commands[] = {
      .usage = "--out FILE",
      .help = "write what this node holds to FILE, for a delta bundle made elsewhere",
      .opts = {{"out", "FILE", true}}},
+    {.name = "limit",
+     .kind = CMD_READ,
+     .daemon = cmd_limit,
+     .usage = "[NAME RATE]",
+     .help = "show the rate limits and where each comes from; NAME RATE sets one (write)",
+     .pos = {"NAME", "RATE"}},
     {.name = "help",
      .kind = CMD_LOCAL,
      .fn = cmd_help,

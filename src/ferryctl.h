@@ -84,6 +84,11 @@ int cmd_metrics_daemon(struct ctl *c);
 int cmd_reload_daemon(struct ctl *c);
 int cmd_verify_daemon(struct ctl *c);
 
+/* src/ferryctl_limit.c */
+int cmd_limit(struct ctl *c);
+/* The limits lines of `ferryctl status`. */
+void status_limits(struct ctl *c, const struct node_status *n);
+
 /* src/ferryctl_bundle.c */
 int cmd_bundle(struct ctl *c);
 int cmd_sideload(struct ctl *c);

@@ -593,6 +593,7 @@ void node_status(struct node *n, struct node_status *out)
 	if (n->sq != NULL && storeq_error(n->sq, msg, sizeof(msg)))
 		snprintf(n->store_error, sizeof(n->store_error), "%s", msg);
 	out->store_error = n->store_error[0] ? n->store_error : NULL;
+	node__limits_status(n, out);
 }
 
 static struct npeer *peer_by_id(struct node *n, const uint8_t id[32])

@@ -1682,24 +1682,6 @@ void node__fetch_tick(struct node *n)
 	node__fetch_poll(n);
 }
 
-void node__limits_apply(struct node *n)
-{
-	static const enum ratelimit_which which[] = {RL_DOWNLOAD, RL_UPLOAD, RL_WAN_DOWNLOAD,
-						     RL_WAN_UPLOAD, RL_WAN_WINDOW};
-	uint64_t want[ARRAY_SIZE(which)], window = 0;
-	uint64_t now = node__now(n);
-
-	config_wan_rate_at(n->cfg, time(NULL), &window);
-	want[0] = n->cfg->download_rate;
-	want[1] = n->cfg->upload_rate;
-	want[2] = n->cfg->wan_download_rate;
-	want[3] = n->cfg->wan_upload_rate;
-	want[4] = window;
-	for (size_t i = 0; i < ARRAY_SIZE(which); i++)
-		if (ratelimit_get(n->rl, which[i]) != want[i])
-			ratelimit_set(n->rl, which[i], want[i], now);
-}
-
 /* ---- setup ---- */
 
 void node__fetch_init(struct node *n)

@@ -344,7 +344,12 @@ void node__ver_progress(struct node *n, struct nver *v, struct node_progress *ou
  */
 void node__version_gone(struct node *n, const char *name, uint64_t version);
 void node__peer_timers_close(struct npeer *p);
+
+/* node_limits.c */
+/* Set the limiter's config layer and wan_window from n->cfg and the time now. */
 void node__limits_apply(struct node *n);
+/* The limits in force, for node_status(). */
+void node__limits_status(struct node *n, struct node_status *out);
 
 /* node_activate.c */
 /*

@@ -26,7 +26,11 @@ struct bucket {
 };
 
 struct ratelimit {
-	uint64_t set[RL__SETTINGS];
+	uint64_t cfg[RL__SETTINGS];	/* the config layer */
+	uint64_t runtime[RL__SETTINGS]; /* the runtime layer, where overridden[] */
+	bool overridden[RL__SETTINGS];
+	bool window_on; /* the window layer */
+	uint64_t window;
 	struct bucket global[2];
 	struct bucket cls[2][2];
 	uint64_t bytes[2][2];
@@ -75,26 +79,41 @@ static void bucket_rate(struct bucket *b, uint64_t rate, uint64_t now)
 	b->rate = rate;
 }
 
-/* The lower of two rates where 0 means unlimited. */
-static uint64_t min_rate(uint64_t a, uint64_t b)
+static bool windowed(enum ratelimit_which which)
 {
-	if (!a)
-		return b;
-	if (!b)
-		return a;
-	return MIN(a, b);
+	return which == RL_WAN_DOWNLOAD || which == RL_WAN_UPLOAD;
+}
+
+static enum ratelimit_source source_of(const struct ratelimit *rl, enum ratelimit_which which)
+{
+	if (rl->overridden[which])
+		return RL_SRC_RUNTIME;
+	if (rl->window_on && windowed(which))
+		return RL_SRC_WINDOW;
+	return RL_SRC_CONFIG;
+}
+
+static uint64_t in_force(const struct ratelimit *rl, enum ratelimit_which which)
+{
+	switch (source_of(rl, which)) {
+	case RL_SRC_RUNTIME:
+		return rl->runtime[which];
+	case RL_SRC_WINDOW:
+		return rl->window;
+	case RL_SRC_CONFIG:
+		break;
+	}
+	return rl->cfg[which];
 }
 
 static void apply(struct ratelimit *rl, uint64_t now)
 {
-	bucket_rate(&rl->global[RL_DOWN], rl->set[RL_DOWNLOAD], now);
-	bucket_rate(&rl->global[RL_UP], rl->set[RL_UPLOAD], now);
-	bucket_rate(&rl->cls[RL_DOWN][RL_LAN], rl->set[RL_LAN_DOWNLOAD], now);
-	bucket_rate(&rl->cls[RL_UP][RL_LAN], rl->set[RL_LAN_UPLOAD], now);
-	bucket_rate(&rl->cls[RL_DOWN][RL_WAN],
-		    min_rate(rl->set[RL_WAN_DOWNLOAD], rl->set[RL_WAN_WINDOW]), now);
-	bucket_rate(&rl->cls[RL_UP][RL_WAN],
-		    min_rate(rl->set[RL_WAN_UPLOAD], rl->set[RL_WAN_WINDOW]), now);
+	bucket_rate(&rl->global[RL_DOWN], in_force(rl, RL_DOWNLOAD), now);
+	bucket_rate(&rl->global[RL_UP], in_force(rl, RL_UPLOAD), now);
+	bucket_rate(&rl->cls[RL_DOWN][RL_LAN], in_force(rl, RL_LAN_DOWNLOAD), now);
+	bucket_rate(&rl->cls[RL_UP][RL_LAN], in_force(rl, RL_LAN_UPLOAD), now);
+	bucket_rate(&rl->cls[RL_DOWN][RL_WAN], in_force(rl, RL_WAN_DOWNLOAD), now);
+	bucket_rate(&rl->cls[RL_UP][RL_WAN], in_force(rl, RL_WAN_UPLOAD), now);
 }
 
 struct ratelimit *ratelimit_new(void)
@@ -107,8 +126,7 @@ void ratelimit_free(struct ratelimit *rl)
 	free(rl);
 }
 
-int ratelimit_set(struct ratelimit *rl, enum ratelimit_which which, uint64_t bits_per_sec,
-		  uint64_t now)
+static int check(enum ratelimit_which which, uint64_t bits_per_sec)
 {
 	if ((unsigned)which >= RL__SETTINGS)
 		return ferry_errf(FERRY_EINVAL, "rate limit setting %d is unknown", (int)which);
@@ -116,20 +134,96 @@ int ratelimit_set(struct ratelimit *rl, enum ratelimit_which which, uint64_t bit
 		return ferry_errf(FERRY_EINVAL, "%s rate %llu bit/s is above the limit of %llu",
 				  names[which], (unsigned long long)bits_per_sec,
 				  (unsigned long long)RATELIMIT_MAX_RATE);
-	rl->set[which] = bits_per_sec;
+	return 0;
+}
+
+int ratelimit_set(struct ratelimit *rl, enum ratelimit_which which, uint64_t bits_per_sec,
+		  uint64_t now)
+{
+	int rc = check(which, bits_per_sec);
+
+	if (rc < 0)
+		return rc;
+	rl->cfg[which] = bits_per_sec;
+	apply(rl, now);
+	return 0;
+}
+
+int ratelimit_set_window(struct ratelimit *rl, bool in_force, uint64_t bits_per_sec, uint64_t now)
+{
+	if (bits_per_sec > RATELIMIT_MAX_RATE)
+		return ferry_errf(
+		    FERRY_EINVAL, "wan_window rate %llu bit/s is above the limit of %llu",
+		    (unsigned long long)bits_per_sec, (unsigned long long)RATELIMIT_MAX_RATE);
+	rl->window_on = in_force;
+	rl->window = in_force ? bits_per_sec : 0;
+	apply(rl, now);
+	return 0;
+}
+
+bool ratelimit_window(const struct ratelimit *rl, uint64_t *bits_per_sec)
+{
+	if (rl->window_on && bits_per_sec != NULL)
+		*bits_per_sec = rl->window;
+	return rl->window_on;
+}
+
+int ratelimit_override(struct ratelimit *rl, enum ratelimit_which which, uint64_t bits_per_sec,
+		       uint64_t now)
+{
+	int rc = check(which, bits_per_sec);
+
+	if (rc < 0)
+		return rc;
+	rl->overridden[which] = true;
+	rl->runtime[which] = bits_per_sec;
+	apply(rl, now);
+	return 0;
+}
+
+int ratelimit_clear_override(struct ratelimit *rl, enum ratelimit_which which, uint64_t now)
+{
+	int rc = check(which, 0);
+
+	if (rc < 0)
+		return rc;
+	rl->overridden[which] = false;
+	rl->runtime[which] = 0;
 	apply(rl, now);
 	return 0;
 }
 
 uint64_t ratelimit_get(const struct ratelimit *rl, enum ratelimit_which which)
 {
-	return (unsigned)which < RL__SETTINGS ? rl->set[which] : 0;
+	return (unsigned)which < RL__SETTINGS ? in_force(rl, which) : 0;
+}
+
+enum ratelimit_source ratelimit_source(const struct ratelimit *rl, enum ratelimit_which which)
+{
+	return (unsigned)which < RL__SETTINGS ? source_of(rl, which) : RL_SRC_CONFIG;
+}
+
+uint64_t ratelimit_configured(const struct ratelimit *rl, enum ratelimit_which which)
+{
+	return (unsigned)which < RL__SETTINGS ? rl->cfg[which] : 0;
+}
+
+const char *ratelimit_source_name(enum ratelimit_source src)
+{
+	static const char *const srcs[] = {"config", "window", "runtime"};
+
+	return (unsigned)src < ARRAY_SIZE(srcs) ? srcs[src] : NULL;
 }
 
 uint64_t ratelimit_effective(const struct ratelimit *rl, enum ratelimit_dir dir,
 			     enum ratelimit_class cls)
 {
-	return min_rate(rl->global[dir & 1].rate, rl->cls[dir & 1][cls & 1].rate);
+	uint64_t a = rl->global[dir & 1].rate, b = rl->cls[dir & 1][cls & 1].rate;
+
+	/* The lower of the two, where 0 means unlimited. */
+	if (!a || !b)
+		return a | b;
+	return MIN(a, b);
 }
 
 /* ms until b is out of debt (0 if it is not in debt). */
@@ -210,6 +304,6 @@ int ratelimit_by_name(const char *name)
 			return (int)i;
 	return ferry_errf(FERRY_EINVAL,
 			  "'%s' is not a rate limit (download, upload, wan_download, wan_upload, "
-			  "lan_download, lan_upload, wan_window)",
+			  "lan_download or lan_upload)",
 			  name);
 }

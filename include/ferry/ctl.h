@@ -26,7 +26,8 @@
  *   1  first version: status, peers, models, fetch (with wait), cancel,
  *      publish (two steps), export. Added later without a new version (an
  *      older daemon answers an unknown command with a result saying so):
- *      activate, rollback, pin, unpin, gc, metrics, reload, verify.
+ *      activate, rollback, pin, unpin, gc, metrics, reload, verify,
+ *      limits, limit.
  */
 #ifndef FERRY_CTL_H
 #define FERRY_CTL_H
@@ -162,6 +163,7 @@ enum ctl_data_kind {
 	CTL_DATA_TEXT,	     /* struct ctl_text (metrics: the Prometheus text) */
 	CTL_DATA_PROBLEM,    /* struct ctl_problem (verify: one bad chunk) */
 	CTL_DATA_VERIFY,     /* struct ctl_verify (verify: the totals) */
+	CTL_DATA_LIMIT,	     /* struct node_limit_row */
 };
 
 /* status: the node's status and the daemon's version. */

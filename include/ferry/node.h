@@ -68,8 +68,30 @@ struct node_status {
 	uint64_t tx_lan, tx_wan;   /* bytes_served likewise */
 	uint64_t chunks_verified;  /* received chunks and index pieces that matched their id */
 	uint64_t chunks_rejected;  /* ... and that did not (their sender was dropped) */
+	/* The rate limits in force, bits/s (0 = unlimited), as node_limits() lists them. */
+	uint64_t limit_download, limit_upload, limit_wan_download, limit_wan_upload;
+	uint64_t limit_lan_download, limit_lan_upload;
 };
 void node_status(struct node *n, struct node_status *out);
+
+/* src/node_limits.c: the rate limits (docs/scheduling.md, "Rate limiting"). */
+struct node_limit_row {
+	const char *name;    /* "download", "wan_upload", ... (static) */
+	uint64_t rate_bps;   /* in force; 0 = unlimited */
+	const char *source;  /* "config", "window" or "runtime" (static) */
+	uint64_t config_bps; /* what ferryd.conf sets, in force or not */
+};
+/* One row per rate limit, in the order of ratelimit.h's settings. */
+void node_limits(struct node *n, void (*cb)(void *arg, const struct node_limit_row *row),
+		 void *arg);
+/*
+ * Override the limit called name with rate, a tc-style rate ("2mbit", "0" =
+ * unlimited), until ferryd stops; rate "config" drops the override. Takes
+ * effect at once and is logged; *row (may be NULL) is then the limit's new
+ * state. FERRY_EINVAL with one sentence naming the bad value for an unknown
+ * name or a bad rate; nothing changes then.
+ */
+int node_limit_set(struct node *n, const char *name, const char *rate, struct node_limit_row *row);
 
 struct node_peer_row {
 	uint8_t node_id[32];

@@ -10,14 +10,21 @@
  * back, so the long-run average holds. A bucket holds at most 100 ms of
  * its rate, and never less than one 64 KiB frame.
  *
- * Rates are bits per second; 0 means unlimited. The WAN buckets run at the
- * lower of the configured wan_*_rate and the rate of the wan_window in force
- * (RL_WAN_WINDOW, which the config module's schedule sets; 0 = no window now).
+ * Rates are bits per second; 0 means unlimited. Each setting has up to
+ * three layers, and the first that is set is in force:
+ *
+ *   runtime  an override (`ferryctl limit NAME RATE`), until cleared
+ *   window   for wan_download and wan_upload: the wan_window in force, if any
+ *   config   the value from ferryd.conf (0 if it has no key for it)
+ *
+ * So a window replaces the configured WAN rates while it lasts (it may raise
+ * them, or lift them with 0), and an operator's override beats both.
  * docs/scheduling.md explains the choices.
  */
 #ifndef FERRY_RATELIMIT_H
 #define FERRY_RATELIMIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,8 +41,7 @@ enum ratelimit_class { RL_LAN = 0, RL_WAN = 1 };
 	X(RL_WAN_DOWNLOAD, "wan_download") /* downloads from other sites */                        \
 	X(RL_WAN_UPLOAD, "wan_upload")	   /* uploads to other sites */                            \
 	X(RL_LAN_DOWNLOAD, "lan_download") /* downloads from this site */                          \
-	X(RL_LAN_UPLOAD, "lan_upload")	   /* uploads to this site */                              \
-	X(RL_WAN_WINDOW, "wan_window")	   /* the wan_window in force, both ways; 0 = none */
+	X(RL_LAN_UPLOAD, "lan_upload")	   /* uploads to this site */
 
 enum ratelimit_which {
 #define RL_ENUM(name, str) name,
@@ -53,17 +59,46 @@ enum ratelimit_which {
 struct ratelimit *ratelimit_new(void);
 void ratelimit_free(struct ratelimit *rl);
 
+/* Where the rate in force of a setting comes from. */
+enum ratelimit_source { RL_SRC_CONFIG = 0, RL_SRC_WINDOW, RL_SRC_RUNTIME };
+
 /*
- * Change one setting at time now; takes effect at once. Tokens earned up to
- * now are kept (at most one burst of the new rate); a debt is kept and paid
- * at the new rate; a bucket that was unlimited starts full. FERRY_EINVAL for
- * an unknown setting or a rate above RATELIMIT_MAX_RATE.
+ * Set the config layer of one setting at time now. Any change of the rate in
+ * force takes effect at once: tokens earned up to now are kept (at most one
+ * burst of the new rate); a debt is kept and paid at the new rate; a bucket
+ * that was unlimited starts full. FERRY_EINVAL for an unknown setting or a
+ * rate above RATELIMIT_MAX_RATE.
  */
 int ratelimit_set(struct ratelimit *rl, enum ratelimit_which which, uint64_t bits_per_sec,
 		  uint64_t now);
 
-/* The configured value of a setting (0 = unlimited), or 0 for an unknown one. */
+/*
+ * Set the window layer: in_force says whether a wan_window covers now, and
+ * bits_per_sec is its rate (0 = unlimited). While one is in force it is the
+ * rate of wan_download and wan_upload unless they are overridden. Returns
+ * FERRY_EINVAL for a rate above RATELIMIT_MAX_RATE (and changes nothing).
+ */
+int ratelimit_set_window(struct ratelimit *rl, bool in_force, uint64_t bits_per_sec, uint64_t now);
+/* Whether a window is in force; if so, *bits_per_sec (may be NULL) is its rate. */
+bool ratelimit_window(const struct ratelimit *rl, uint64_t *bits_per_sec);
+
+/*
+ * Override one setting at run time (the runtime layer) until
+ * ratelimit_clear_override(); 0 = unlimited. Errors as ratelimit_set.
+ */
+int ratelimit_override(struct ratelimit *rl, enum ratelimit_which which, uint64_t bits_per_sec,
+		       uint64_t now);
+/* Drop a setting's override: the window or config layer is in force again. */
+int ratelimit_clear_override(struct ratelimit *rl, enum ratelimit_which which, uint64_t now);
+
+/* The rate in force of a setting (0 = unlimited), or 0 for an unknown one. */
 uint64_t ratelimit_get(const struct ratelimit *rl, enum ratelimit_which which);
+/* Which layer ratelimit_get's value comes from (RL_SRC_CONFIG for an unknown setting). */
+enum ratelimit_source ratelimit_source(const struct ratelimit *rl, enum ratelimit_which which);
+/* The config layer of a setting, whatever is in force (0 for an unknown one). */
+uint64_t ratelimit_configured(const struct ratelimit *rl, enum ratelimit_which which);
+/* "config", "window" or "runtime"; NULL for an unknown source. */
+const char *ratelimit_source_name(enum ratelimit_source src);
 
 /* The rate that limits (dir, class) traffic now, the lowest of those that apply; 0 = none. */
 uint64_t ratelimit_effective(const struct ratelimit *rl, enum ratelimit_dir dir,

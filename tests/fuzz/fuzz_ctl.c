@@ -27,6 +27,7 @@ union record {
 	struct node_model_row model;
 	struct ctl_progress progress;
 	struct ctl_manifest manifest;
+	struct node_limit_row limit;
 };
 
 static bool args_equal(const struct ctl_arg *a, const struct ctl_arg *b)

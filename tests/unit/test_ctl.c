@@ -93,6 +93,24 @@ void node_models(struct node *n, void (*cb)(void *arg, const struct node_model_r
 	cb(arg, &r);
 }
 
+void node_limits(struct node *n, void (*cb)(void *arg, const struct node_limit_row *row), void *arg)
+{
+	struct node_limit_row r = {.name = "wan_download", .rate_bps = 2000000, .source = "config"};
+
+	(void)n;
+	cb(arg, &r);
+}
+
+int node_limit_set(struct node *n, const char *name, const char *rate, struct node_limit_row *row)
+{
+	(void)n;
+	if (strcmp(name, "wan_download") != 0)
+		return ferry_errf(FERRY_EINVAL, "'%s' is not a rate limit", name);
+	*row = (struct node_limit_row){
+	    .name = "wan_download", .rate_bps = strtoull(rate, NULL, 10), .source = "runtime"};
+	return 0;
+}
+
 static void fill_progress(struct node *n, uint64_t version, struct node_progress *out)
 {
 	int calls = atomic_fetch_add(&n->progress_calls, 1) + 1;
@@ -731,6 +749,7 @@ static void test_data_round_trip(void **state)
 	st.node.peers_known = 9;
 	st.node.rate_out_bps = 123.25;
 	st.ferryd_version = "1.2.3";
+	st.node.limit_wan_upload = 1000000;
 	assert_int_equal(ctl_data_encode(CTL_DATA_STATUS, &st, &msg, &len), 0);
 	assert_int_equal(ctl_msg_decode(msg + CTL_HDR_LEN, len - CTL_HDR_LEN, &m), 0);
 	assert_int_equal(m.type, CTL_MSG_DATA);
@@ -744,8 +763,31 @@ static void test_data_round_trip(void **state)
 	assert_true(got.node.rate_out_bps == 123.25);
 	assert_null(got.node.store_error); /* NULL stays NULL */
 	assert_string_equal(got.ferryd_version, "1.2.3");
+	assert_int_equal(got.node.limit_wan_upload, 1000000);
+	assert_int_equal(got.node.limit_download, 0);
 	free(mem);
 	free(msg);
+
+	{
+		struct node_limit_row lim = {.name = "upload",
+					     .rate_bps = 8000000,
+					     .source = "runtime",
+					     .config_bps = 1000000},
+				      lgot;
+
+		assert_int_equal(ctl_data_encode(CTL_DATA_LIMIT, &lim, &msg, &len), 0);
+		assert_int_equal(ctl_msg_decode(msg + CTL_HDR_LEN, len - CTL_HDR_LEN, &m), 0);
+		assert_int_equal(m.kind, CTL_DATA_LIMIT);
+		assert_string_equal(ctl_data_kind_name(CTL_DATA_LIMIT), "limit");
+		assert_int_equal(ctl_data_decode(CTL_DATA_LIMIT, m.data, m.data_len, &lgot, &mem),
+				 0);
+		assert_string_equal(lgot.name, "upload");
+		assert_int_equal(lgot.rate_bps, 8000000);
+		assert_string_equal(lgot.source, "runtime");
+		assert_int_equal(lgot.config_bps, 1000000);
+		free(mem);
+		free(msg);
+	}
 
 	pr.p.version = 4;
 	pr.p.need_bytes = 10;
@@ -918,6 +960,35 @@ static void test_peers_and_models(void **state)
 	assert_int_equal(g.n_data, 1);
 	assert_int_equal(g.kinds[0], CTL_DATA_MODEL);
 	got_free(&g);
+}
+
+/* limits lists records; limit is a write command whose refusal reaches the client. */
+static void test_limits(void **state)
+{
+	struct harness *h = *state;
+	struct ctl_request req = {.cmd = "limit"};
+	struct got g = {0};
+
+	assert_int_equal(call_cmd(h, "limits", &g), 0);
+	assert_int_equal(g.n_data, 1);
+	assert_int_equal(g.kinds[0], CTL_DATA_LIMIT);
+	got_free(&g);
+	memset(&g, 0, sizeof(g));
+	ctl_request_str(&req, "limit", "wan_download");
+	assert_int_equal(call(h, &req, -1, &g), FERRY_EINVAL);
+	assert_string_equal(ferry_errmsg(FERRY_EINVAL), "limit needs the argument 'rate'");
+	ctl_request_str(&req, "rate", "4000000");
+	assert_int_equal(call(h, &req, -1, &g), 0);
+	assert_int_equal(g.n_data, 1);
+	assert_int_equal(g.kinds[0], CTL_DATA_LIMIT);
+	got_free(&g);
+	memset(&g, 0, sizeof(g));
+	req.n_args = 0;
+	ctl_request_str(&req, "limit", "wan_speed");
+	ctl_request_str(&req, "rate", "1mbit");
+	assert_int_equal(call(h, &req, -1, &g), FERRY_EINVAL);
+	assert_string_equal(ferry_errmsg(FERRY_EINVAL), "'wan_speed' is not a rate limit");
+	assert_int_equal(g.n_data, 0);
 }
 
 static void test_unknown_and_bad_args(void **state)
@@ -1462,6 +1533,7 @@ int main(void)
 	    cmocka_unit_test(test_progress_format),
 	    cmocka_unit_test_setup_teardown(test_status, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_peers_and_models, harness_start, harness_stop),
+	    cmocka_unit_test_setup_teardown(test_limits, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_unknown_and_bad_args, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_fetch, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_fetch_wait, harness_start, harness_stop),

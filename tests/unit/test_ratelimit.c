@@ -184,7 +184,7 @@ static void test_runtime_change(void **state)
 	ratelimit_free(rl);
 }
 
-/* The WAN runs at the lower of wan_*_rate and the window; LAN and WAN share the global bucket. */
+/* A window replaces the WAN rates while it lasts; LAN and WAN share the global bucket. */
 static void test_classes_and_window(void **state)
 {
 	struct ratelimit *rl = ratelimit_new();
@@ -203,19 +203,92 @@ static void test_classes_and_window(void **state)
 	assert_within((double)(f[0].sent + f[1].sent), 1000000.0 * 60, 2);
 
 	/* A 1 Mbit/s window in force: the WAN slows to it, in both directions. */
-	assert_int_equal(ratelimit_set(rl, RL_WAN_WINDOW, 1000000, 60000), 0);
+	assert_int_equal(ratelimit_set_window(rl, true, 1000000, 60000), 0);
 	assert_int_equal(ratelimit_effective(rl, RL_DOWN, RL_WAN), 1000000);
 	assert_int_equal(ratelimit_effective(rl, RL_UP, RL_WAN), 1000000);
+	assert_int_equal(ratelimit_source(rl, RL_WAN_DOWNLOAD), RL_SRC_WINDOW);
+	assert_int_equal(ratelimit_source(rl, RL_DOWNLOAD), RL_SRC_CONFIG);
 	f[0].sent = f[1].sent = 0;
 	run(rl, f, 2, 60000, 120000);
 	assert_within((double)f[1].sent, 125000.0 * 60, 2);
 	assert_within((double)f[0].sent, 875000.0 * 60, 2);
 
-	/* The window ends; a window above the configured rate does not raise it. */
-	assert_int_equal(ratelimit_set(rl, RL_WAN_WINDOW, 0, 120000), 0);
+	/* A faster window raises the configured WAN rate (ferryd.conf(5): "in place of"). */
+	assert_int_equal(ratelimit_set_window(rl, true, 4000000, 120000), 0);
+	assert_int_equal(ratelimit_effective(rl, RL_DOWN, RL_WAN), 4000000);
+	f[0].sent = f[1].sent = 0;
+	run(rl, f, 2, 120000, 180000);
+	assert_within((double)f[1].sent, 500000.0 * 60, 2);
+
+	/* A window of 0 lifts the WAN limits: only the global 8 Mbit/s is left. */
+	assert_int_equal(ratelimit_set_window(rl, true, 0, 180000), 0);
+	assert_int_equal(ratelimit_effective(rl, RL_DOWN, RL_WAN), 8000000);
+	assert_int_equal(ratelimit_effective(rl, RL_UP, RL_WAN), 0);
+
+	/* The window ends: the configured rates are back. */
+	assert_int_equal(ratelimit_set_window(rl, false, 0, 240000), 0);
+	assert_false(ratelimit_window(rl, NULL));
 	assert_int_equal(ratelimit_effective(rl, RL_DOWN, RL_WAN), 2000000);
-	assert_int_equal(ratelimit_set(rl, RL_WAN_WINDOW, 50000000, 120000), 0);
-	assert_int_equal(ratelimit_effective(rl, RL_DOWN, RL_WAN), 2000000);
+	assert_int_equal(ratelimit_effective(rl, RL_UP, RL_WAN), 0);
+	assert_int_equal(ratelimit_source(rl, RL_WAN_DOWNLOAD), RL_SRC_CONFIG);
+	ratelimit_free(rl);
+}
+
+/*
+ * The layers: a runtime override beats the window and the config; a config
+ * change under an override is kept for when the override is cleared.
+ */
+static void test_layers(void **state)
+{
+	struct ratelimit *rl = ratelimit_new();
+	struct flow f = {.dir = RL_DOWN, .cls = RL_WAN, .frame = 64 * KIB};
+	uint64_t rate = 0;
+
+	assert_int_equal(ratelimit_set(rl, RL_WAN_DOWNLOAD, 2000000, 0), 0);
+	assert_int_equal(ratelimit_set_window(rl, true, 1000000, 0), 0);
+	assert_true(ratelimit_window(rl, &rate));
+	assert_int_equal(rate, 1000000);
+	assert_int_equal(ratelimit_override(rl, RL_WAN_DOWNLOAD, 4000000, 0), 0);
+	assert_int_equal(ratelimit_get(rl, RL_WAN_DOWNLOAD), 4000000);
+	assert_int_equal(ratelimit_source(rl, RL_WAN_DOWNLOAD), RL_SRC_RUNTIME);
+	assert_string_equal(ratelimit_source_name(ratelimit_source(rl, RL_WAN_DOWNLOAD)),
+			    "runtime");
+	/* The upload direction is not overridden: the window holds it. */
+	assert_int_equal(ratelimit_get(rl, RL_WAN_UPLOAD), 1000000);
+	run(rl, &f, 1, 0, 30000);
+	assert_within((double)f.sent, 500000.0 * 30, 2);
+
+	/* An override to 0 means unlimited, not "no override". */
+	assert_int_equal(ratelimit_override(rl, RL_WAN_DOWNLOAD, 0, 30000), 0);
+	assert_int_equal(ratelimit_source(rl, RL_WAN_DOWNLOAD), RL_SRC_RUNTIME);
+	assert_int_equal(ratelimit_effective(rl, RL_DOWN, RL_WAN), 0);
+
+	/* A reload changes the config layer; the override stays in force. */
+	assert_int_equal(ratelimit_set(rl, RL_WAN_DOWNLOAD, 3000000, 40000), 0);
+	assert_int_equal(ratelimit_get(rl, RL_WAN_DOWNLOAD), 0);
+	assert_int_equal(ratelimit_configured(rl, RL_WAN_DOWNLOAD), 3000000);
+
+	/* Cleared: the window is in force again, and after it the new config value. */
+	assert_int_equal(ratelimit_clear_override(rl, RL_WAN_DOWNLOAD, 40000), 0);
+	assert_int_equal(ratelimit_get(rl, RL_WAN_DOWNLOAD), 1000000);
+	f.sent = 0;
+	f.booked = 0;
+	run(rl, &f, 1, 40000, 100000);
+	assert_within((double)f.sent, 125000.0 * 60, 2);
+	assert_int_equal(ratelimit_set_window(rl, false, 0, 100000), 0);
+	assert_int_equal(ratelimit_get(rl, RL_WAN_DOWNLOAD), 3000000);
+	assert_int_equal(ratelimit_source(rl, RL_WAN_DOWNLOAD), RL_SRC_CONFIG);
+
+	/* Errors change nothing. */
+	assert_int_equal(ratelimit_override(rl, RL_UPLOAD, RATELIMIT_MAX_RATE + 1, 100000),
+			 FERRY_EINVAL);
+	assert_int_equal(ratelimit_source(rl, RL_UPLOAD), RL_SRC_CONFIG);
+	assert_int_equal(ratelimit_set_window(rl, true, RATELIMIT_MAX_RATE + 1, 100000),
+			 FERRY_EINVAL);
+	assert_non_null(strstr(ferry_errmsg(FERRY_EINVAL), "wan_window rate"));
+	assert_false(ratelimit_window(rl, NULL));
+	assert_int_equal(ratelimit_clear_override(rl, RL__SETTINGS, 0), FERRY_EINVAL);
+	assert_null(ratelimit_source_name((enum ratelimit_source)3));
 	ratelimit_free(rl);
 }
 
@@ -240,7 +313,9 @@ static void test_names(void **state)
 	struct ratelimit *rl = ratelimit_new();
 
 	assert_int_equal(ratelimit_by_name("wan_download"), RL_WAN_DOWNLOAD);
-	assert_int_equal(ratelimit_by_name("wan_window"), RL_WAN_WINDOW);
+	assert_int_equal(ratelimit_by_name("lan_upload"), RL_LAN_UPLOAD);
+	/* wan_window is a config key, not a rate one can set. */
+	assert_int_equal(ratelimit_by_name("wan_window"), FERRY_EINVAL);
 	assert_string_equal(ratelimit_name(RL_UPLOAD), "upload");
 	assert_null(ratelimit_name(RL__SETTINGS));
 	assert_int_equal(ratelimit_by_name("wan_speed"), FERRY_EINVAL);
@@ -258,7 +333,8 @@ int main(void)
 	    cmocka_unit_test(test_average_rate),   cmocka_unit_test(test_burst),
 	    cmocka_unit_test(test_unlimited),	   cmocka_unit_test(test_debt),
 	    cmocka_unit_test(test_runtime_change), cmocka_unit_test(test_classes_and_window),
-	    cmocka_unit_test(test_charge),	   cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_layers),	   cmocka_unit_test(test_charge),
+	    cmocka_unit_test(test_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
