@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ferry/ctl.h"
+
 #define EXIT_USAGE 2
 #define MAX_POS	   16
 #define MAX_OPTS   4
@@ -63,9 +65,17 @@ int ctl_store_open(struct ctl *c, unsigned flags, struct store **st);
 /* The trust list of a --store command; *in_file (may be NULL) counts the file's keys. */
 int trust_load(const struct ctl *c, struct trust *t, size_t *in_file);
 
-/* src/ferryctl_bundle.c */
+/* The control socket of a daemon command (--socket PATH or the default). */
+const char *socket_path(const struct ctl *c);
+/* Decode a data message that must be of kind; *mem owns its strings (free it). */
+int daemon_record(const struct ctl_msg *m, enum ctl_data_kind kind, void *rec, char **mem);
+
+/* src/ferryctl_bundle.c: with --store, and through the daemon. */
 int cmd_bundle(struct ctl *c);
 int cmd_sideload(struct ctl *c);
 int cmd_have(struct ctl *c);
+int cmd_bundle_daemon(struct ctl *c);
+int cmd_sideload_daemon(struct ctl *c);
+int cmd_have_daemon(struct ctl *c);
 
 #endif
