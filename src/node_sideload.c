@@ -283,9 +283,13 @@ static void import_done(void *arg, int rc)
 	log_notice(LOG_SIDELOAD,
 		   "sideload %s: %zu manifests (%" PRIu32 " refused), %" PRIu64
 		   " chunks imported, %" PRIu64 " bad, %" PRIu64 " missing",
-		   rc == 0 ? "done" : "ended with problems", j->rep.nmanifests,
-		   j->rep.manifests_refused, j->rep.chunks_imported, j->rep.chunks_bad,
-		   j->rep.chunks_missing);
+		   rc == 0		  ? "done"
+		   : rc == FERRY_ECORRUPT ? "ended with problems"
+					  : "stopped",
+		   j->rep.nmanifests, j->rep.manifests_refused, j->rep.chunks_imported,
+		   j->rep.chunks_bad, j->rep.chunks_missing);
+	if (rc < 0 && rc != FERRY_ECORRUPT)
+		log_warn(LOG_SIDELOAD, "sideload stopped: %s", j->msg);
 	if (!j->n->stopping)
 		track_accepted(j);
 	j->sideload_cb(j->arg, rc, &j->rep);
