@@ -98,8 +98,7 @@ void ctl_client_free(struct ctl_client *c)
 	free(c);
 }
 
-/* Send a whole framed message, the descriptor (if any) with its first byte. */
-/* Send msg; the nfds descriptors of fds (0..2) travel with its first bytes. */
+/* Send a whole framed message, the nfds (0..2) descriptors of fds with its first byte. */
 static int send_msg_fds(struct ctl_client *c, const uint8_t *msg, size_t len, const int *fds,
 			size_t nfds)
 {
