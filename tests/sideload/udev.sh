@@ -41,7 +41,7 @@ sed '/^KERNEL=="loop/d' "$RULE" >"$T/rules-noloop/90-ferry-sideload.rules"
 
 # The unit as installed (paths substituted), verified by systemd.
 mkdir -p "$T/units"
-sed -e "s|@bindir@|$FERRY_BUILDDIR|g" -e "s|@localstatedir@|/var|g" "$UNIT" \
+sed -e "s|@bindir@|$FERRY_BUILDDIR|g" -e "s|@localstatedir@|/var|g" -e "s|@runstatedir@|/run|g" "$UNIT" \
 	>"$T/units/ferry-sideload@.service"
 grep -q '@[a-z]*@' "$T/units/ferry-sideload@.service" && fail "an unsubstituted @variable@ in the unit"
 (cd "$T/units" && systemd-analyze verify --man=no "ferry-sideload@$K.service") ||
