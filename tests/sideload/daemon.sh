@@ -168,7 +168,8 @@ until ls -l "/proc/$pid/fd" 2>/dev/null | grep -q 'pack-000[2-9]\.dat'; do
 	[ "$n" -lt 20000 ] || break
 done
 kill -STOP "$pid"
-cur=$(ls -l "/proc/$pid/fd" | sed -n 's/.*pack-\([0-9]*\)\.dat$/\1/p' | head -n 1)
+# While the import reads ahead, two packs may be open: the later one is where it is.
+cur=$(ls -l "/proc/$pid/fd" | sed -n 's/.*pack-\([0-9]*\)\.dat$/\1/p' | sort | tail -n 1)
 if [ -z "$cur" ]; then
 	kill -CONT "$pid"
 	fail "the import finished before it could be interrupted"
