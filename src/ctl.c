@@ -41,12 +41,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ferry/catalog.h"
 #include "ferry/config.h"
 #include "ferry/ctl.h"
 #include "ferry/error.h"
 #include "ferry/log.h"
 #include "ferry/manifest.h"
 #include "ferry/node.h"
+#include "ferry/node_sideload.h"
 #include "ferry/util.h"
 /* After util.h: see the note in ferryd.c about <sys/param.h>'s MIN/MAX. */
 #include <uv.h>
@@ -112,6 +114,7 @@ struct conn {
 	uint32_t in_len;
 	size_t in_got;
 	int passed_fd; /* from SCM_RIGHTS; -1 if none */
+	int passed_fd2; /* a second one (CTL_FD_SECOND); -1 if none */
 	/* Output queue. */
 	uint8_t *out;
 	size_t out_off, out_len, out_cap;
@@ -636,6 +639,155 @@ static void run_limit(struct conn *c)
 	finish(c, rc, NULL);
 }
 
+/* sideload, bundle_create: the bundle module's progress as a data record. */
+static void on_bundle_progress(void *arg, const struct bundle_progress *p)
+{
+	static const char *const phases[] = {"manifests", "index", "chunks", "done"};
+	struct ctl_bundle_progress r = {
+	    .phase = (unsigned)p->phase < ARRAY_SIZE(phases) ? phases[p->phase] : "?",
+	    .file = p->file,
+	    .bytes_done = p->bytes_done,
+	    .bytes_total = p->bytes_total,
+	    .chunks_done = p->chunks_done,
+	    .chunks_total = p->chunks_total};
+
+	send_data(arg, CTL_DATA_BUNDLE_PROGRESS, &r);
+}
+
+/* The report as records, then bundle_import's code (FERRY_ECORRUPT if anything was refused). */
+static void on_sideloaded(void *arg, int rc, const struct bundle_report *rep)
+{
+	struct conn *c = arg;
+	struct ctl_bundle_report r;
+
+	if (callback_gone(c))
+		return;
+	for (size_t i = 0; i < rep->nmanifests; i++) {
+		const struct bundle_manifest_result *m = &rep->manifests[i];
+		struct ctl_bundle_manifest rm = {.file = m->file,
+						 .name = m->name,
+						 .version = m->version,
+						 .outcome = m->outcome,
+						 .complete = m->complete};
+
+		send_data(c, CTL_DATA_BUNDLE_MANIFEST, &rm);
+	}
+	for (size_t i = 0; i < rep->nproblems; i++) {
+		const struct bundle_problem *p = &rep->problems[i];
+		struct ctl_bundle_problem rp = {.code = p->code,
+						.file = p->file,
+						.offset = p->offset,
+						.has_id = p->has_id,
+						.message = p->message ? p->message : ""};
+
+		memcpy(rp.id, p->id, sizeof(rp.id));
+		send_data(c, CTL_DATA_BUNDLE_PROBLEM, &rp);
+	}
+	memset(&r, 0, sizeof(r));
+	r.manifests = rep->nmanifests;
+	r.manifests_refused = rep->manifests_refused;
+	r.chunks_imported = rep->chunks_imported;
+	r.bytes_imported = rep->bytes_imported;
+	r.chunks_present = rep->chunks_present;
+	r.chunks_bad = rep->chunks_bad;
+	r.chunks_missing = rep->chunks_missing;
+	r.chunks_unreferenced = rep->chunks_unreferenced;
+	r.problems_total = rep->problems_total;
+	r.delta = rep->delta;
+	send_data(c, CTL_DATA_BUNDLE_REPORT, &r);
+	finish(c, rc, NULL);
+}
+
+static void run_sideload(struct conn *c)
+{
+	int rc;
+
+	c->state = C_BUSY;
+	c->pending++;
+	rc = node_sideload(conn_node(c), take_fd(c), on_bundle_progress, on_sideloaded, c);
+	if (rc < 0) {
+		c->pending--;
+		finish(c, rc, NULL);
+	}
+}
+
+static void on_bundle_created(void *arg, int rc, const struct node_bundle_created *res)
+{
+	struct conn *c = arg;
+
+	if (callback_gone(c))
+		return;
+	if (rc == 0) {
+		for (size_t i = 0; i < res->nrows; i++)
+			send_data(c, CTL_DATA_MODEL, &res->rows[i]);
+		send_data(c, CTL_DATA_BUNDLE_CREATED, &res->stats);
+	}
+	finish(c, rc, NULL);
+}
+
+/* bundle_create's "models": NAME[@VERSION] separated by spaces. */
+static void run_bundle_create(struct conn *c)
+{
+	char *list = xstrdup(arg_str(c, "models")), *save = NULL;
+	struct bundle_ref refs[CTL_BUNDLE_MODELS_MAX];
+	char names[CTL_BUNDLE_MODELS_MAX][MANIFEST_NAME_MAX + 1];
+	size_t n = 0;
+	int rc = 0, havefd;
+
+	for (char *t = strtok_r(list, " ", &save); t != NULL && rc == 0;
+	     t = strtok_r(NULL, " ", &save)) {
+		if (n == CTL_BUNDLE_MODELS_MAX) {
+			rc = ferry_errf(FERRY_EINVAL, "more than %u models in one bundle",
+					CTL_BUNDLE_MODELS_MAX);
+		} else if ((rc = catalog_parse_ref(t, names[n], sizeof(names[n]),
+						   &refs[n].version)) == 0) {
+			refs[n].name = names[n];
+			n++;
+		}
+	}
+	free(list);
+	if (rc < 0) {
+		finish(c, rc, NULL);
+		return;
+	}
+	c->state = C_BUSY;
+	c->pending++;
+	havefd = c->passed_fd2;
+	c->passed_fd2 = -1;
+	rc = node_bundle_create(conn_node(c), take_fd(c), havefd, refs, n,
+				arg_uint(c, "pack_size", 0), on_bundle_progress, on_bundle_created,
+				c);
+	if (rc < 0) {
+		c->pending--;
+		finish(c, rc, NULL);
+	}
+}
+
+static void on_have_written(void *arg, int rc, uint64_t nversions, uint64_t nchunks)
+{
+	struct conn *c = arg;
+	struct ctl_have h = {.versions = nversions, .chunks = nchunks};
+
+	if (callback_gone(c))
+		return;
+	if (rc == 0)
+		send_data(c, CTL_DATA_HAVE, &h);
+	finish(c, rc, NULL);
+}
+
+static void run_have(struct conn *c)
+{
+	int rc;
+
+	c->state = C_BUSY;
+	c->pending++;
+	rc = node_have(conn_node(c), take_fd(c), on_have_written, c);
+	if (rc < 0) {
+		c->pending--;
+		finish(c, rc, NULL);
+	}
+}
+
 /*
  * The command table: dispatch, permissions, argument checks, and (through
  * ctl_cmd_at) the test that keeps docs/protocol.md in step with it.
@@ -695,7 +847,34 @@ static const struct cmd commands[] = {
     {{"limits", CTL_READ, false, {{NULL, 0, false}}, "limit*"}, run_limits},
     {{"limit", CTL_WRITE, false, {{"limit", CTL_T_STR, true}, {"rate", CTL_T_STR, true}}, "limit"},
      run_limit},
+    {{"sideload", CTL_WRITE, true, {{NULL, 0, false}},
+      "bundle_progress* bundle_manifest* bundle_problem* bundle_report"},
+     run_sideload},
+    {{"bundle_create",
+      CTL_READ,
+      true,
+      {{"models", CTL_T_STR, true}, {"pack_size", CTL_T_UINT, false}},
+      "bundle_progress* model* bundle_created"},
+     run_bundle_create},
+    {{"have", CTL_READ, true, {{NULL, 0, false}}, "have"}, run_have},
 };
+
+/* The commands whose descriptors are more than one directory (enum ctl_fd_flags). */
+static const struct {
+	const char *name;
+	unsigned flags;
+} fd_kinds[] = {
+    {"bundle_create", CTL_FD_SECOND},
+    {"have", CTL_FD_FILE},
+};
+
+unsigned ctl_cmd_fd_flags(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(fd_kinds); i++)
+		if (strcmp(fd_kinds[i].name, name) == 0)
+			return fd_kinds[i].flags;
+	return 0;
+}
 
 const struct ctl_cmd_info *ctl_cmd_at(size_t i)
 {
@@ -714,6 +893,7 @@ static int check_args(struct conn *c, const struct cmd *cmd)
 	const struct ctl_arg_spec *s;
 	const char *name;
 	struct stat st;
+	unsigned fdf = ctl_cmd_fd_flags(cmd->info.name);
 
 	for (size_t i = 0; i < c->req.n_args; i++) {
 		struct ctl_arg *a = &c->req.args[i];
@@ -744,9 +924,22 @@ static int check_args(struct conn *c, const struct cmd *cmd)
 				  "%s needs a directory descriptor passed with the request "
 				  "(SCM_RIGHTS)",
 				  cmd->info.name);
-	if (cmd->info.takes_fd && (fstat(c->passed_fd, &st) != 0 || !S_ISDIR(st.st_mode)))
+	if (cmd->info.takes_fd && !(fdf & CTL_FD_FILE) &&
+	    (fstat(c->passed_fd, &st) != 0 || !S_ISDIR(st.st_mode)))
 		return ferry_errf(FERRY_EINVAL,
 				  "the descriptor that came with %s is not a directory",
+				  cmd->info.name);
+	if (cmd->info.takes_fd && (fdf & CTL_FD_FILE) &&
+	    (fstat(c->passed_fd, &st) != 0 || !S_ISREG(st.st_mode)))
+		return ferry_errf(FERRY_EINVAL,
+				  "the descriptor that came with %s is not a regular file",
+				  cmd->info.name);
+	if (c->passed_fd2 >= 0 && !(fdf & CTL_FD_SECOND))
+		return ferry_errf(FERRY_EINVAL, "%s takes one descriptor, but two came with it",
+				  cmd->info.name);
+	if (c->passed_fd2 >= 0 && (fstat(c->passed_fd2, &st) != 0 || !S_ISREG(st.st_mode)))
+		return ferry_errf(FERRY_EINVAL,
+				  "the second descriptor that came with %s is not a regular file",
 				  cmd->info.name);
 	if (!cmd->info.takes_fd && c->passed_fd >= 0)
 		return ferry_errf(FERRY_EINVAL, "%s takes no descriptor, but one came with it",
@@ -815,7 +1008,7 @@ static void dispatch(struct conn *c)
 
 /* ---- input -------------------------------------------------------------- */
 
-/* Keep descriptors that came with the bytes: one, with the request only. */
+/* Keep descriptors that came with the bytes: up to two, with the request only. */
 static int take_rights(struct conn *c, struct msghdr *mh)
 {
 	int bad = 0;
@@ -836,12 +1029,14 @@ static int take_rights(struct conn *c, struct msghdr *mh)
 			memcpy(&fd, &fds[i], sizeof(fd));
 			if (c->passed_fd < 0 && c->state == C_REQUEST && bad == 0) {
 				c->passed_fd = fd;
+			} else if (c->passed_fd2 < 0 && c->state == C_REQUEST && bad == 0) {
+				c->passed_fd2 = fd;
 			} else {
 				close(fd);
 				if (bad == 0)
 					bad = ferry_errf(FERRY_EPROTO,
-							 "only one descriptor may come with the "
-							 "request");
+							 "at most two descriptors may come with "
+							 "the request");
 			}
 		}
 	}
@@ -1025,6 +1220,9 @@ static void conn_close(struct conn *c)
 	if (c->passed_fd >= 0)
 		close(c->passed_fd);
 	c->passed_fd = -1;
+	if (c->passed_fd2 >= 0)
+		close(c->passed_fd2);
+	c->passed_fd2 = -1;
 	free(c->in);
 	free(c->out);
 	free(c->name);
@@ -1074,6 +1272,7 @@ static void accept_one(struct ctl_server *s, int fd)
 	c->srv = s;
 	c->fd = fd;
 	c->passed_fd = -1;
+	c->passed_fd2 = -1;
 	c->state = C_REQUEST;
 	uv_poll_init(s->loop, &c->poll, fd);
 	uv_timer_init(s->loop, &c->timer);

@@ -98,11 +98,12 @@ void ctl_client_free(struct ctl_client *c)
 	free(c);
 }
 
-/* Send a whole framed message, the descriptor (if any) with its first byte. */
-static int send_msg(struct ctl_client *c, const uint8_t *msg, size_t len, int fd)
+/* Send a whole framed message, the nfds (0..2) descriptors of fds with its first byte. */
+static int send_msg_fds(struct ctl_client *c, const uint8_t *msg, size_t len, const int *fds,
+			size_t nfds)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(2 * sizeof(int))];
 		struct cmsghdr align;
 	} ctrl;
 	size_t off = 0;
@@ -112,17 +113,17 @@ static int send_msg(struct ctl_client *c, const uint8_t *msg, size_t len, int fd
 		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 		ssize_t n;
 
-		if (fd >= 0) {
+		if (nfds > 0) {
 			struct cmsghdr *cm;
 
 			memset(&ctrl, 0, sizeof(ctrl));
 			mh.msg_control = ctrl.buf;
-			mh.msg_controllen = sizeof(ctrl.buf);
+			mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
 			cm = CMSG_FIRSTHDR(&mh);
 			cm->cmsg_level = SOL_SOCKET;
 			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+			cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+			memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
 		}
 		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
@@ -130,9 +131,14 @@ static int send_msg(struct ctl_client *c, const uint8_t *msg, size_t len, int fd
 		if (n < 0)
 			return ferry_errno(errno, "cannot send to ferryd at %s", c->path);
 		off += (size_t)n;
-		fd = -1;
+		nfds = 0;
 	}
 	return 0;
+}
+
+static int send_msg(struct ctl_client *c, const uint8_t *msg, size_t len, int fd)
+{
+	return send_msg_fds(c, msg, len, &fd, fd >= 0 ? 1 : 0);
 }
 
 int ctl_client_request(struct ctl_client *c, const struct ctl_request *req, int fd)
@@ -146,6 +152,22 @@ int ctl_client_request(struct ctl_client *c, const struct ctl_request *req, int 
 	rc = ctl_request_encode(&r, &msg, &len);
 	if (rc == 0)
 		rc = send_msg(c, msg, len, fd);
+	free(msg);
+	return rc;
+}
+
+int ctl_client_request2(struct ctl_client *c, const struct ctl_request *req, int fd, int fd2)
+{
+	struct ctl_request r = *req;
+	int fds[2] = {fd, fd2};
+	uint8_t *msg = NULL;
+	size_t len;
+	int rc;
+
+	r.version = CTL_PROTO_VERSION;
+	rc = ctl_request_encode(&r, &msg, &len);
+	if (rc == 0)
+		rc = send_msg_fds(c, msg, len, fds, fd2 >= 0 ? 2 : 1);
 	free(msg);
 	return rc;
 }

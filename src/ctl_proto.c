@@ -628,6 +628,74 @@ static const struct field limit_fields[] = {
     {NULL, 0, 0},
 };
 
+#define BP(f) offsetof(struct ctl_bundle_progress, f)
+static const struct field bundle_progress_fields[] = {
+    {"phase", F_STR, BP(phase)},
+    {"file", F_STR, BP(file)},
+    {"bytes_done", F_U64, BP(bytes_done)},
+    {"bytes_total", F_U64, BP(bytes_total)},
+    {"chunks_done", F_U64, BP(chunks_done)},
+    {"chunks_total", F_U64, BP(chunks_total)},
+    {NULL, 0, 0},
+};
+
+#define BM(f) offsetof(struct ctl_bundle_manifest, f)
+static const struct field bundle_manifest_fields[] = {
+    {"file", F_STR, BM(file)},
+    {"name", F_STR, BM(name)},
+    {"version", F_U64, BM(version)},
+    {"outcome", F_I64, BM(outcome)},
+    {"complete", F_BOOL, BM(complete)},
+    {NULL, 0, 0},
+};
+
+#define BX(f) offsetof(struct ctl_bundle_problem, f)
+static const struct field bundle_problem_fields[] = {
+    {"code", F_I64, BX(code)},
+    {"file", F_STR, BX(file)},
+    {"offset", F_U64, BX(offset)},
+    {"has_id", F_BOOL, BX(has_id)},
+    {"id", F_ID, BX(id)},
+    {"message", F_STR, BX(message)},
+    {NULL, 0, 0},
+};
+
+#define BR(f) offsetof(struct ctl_bundle_report, f)
+static const struct field bundle_report_fields[] = {
+    {"manifests", F_U64, BR(manifests)},
+    {"manifests_refused", F_U64, BR(manifests_refused)},
+    {"chunks_imported", F_U64, BR(chunks_imported)},
+    {"bytes_imported", F_U64, BR(bytes_imported)},
+    {"chunks_present", F_U64, BR(chunks_present)},
+    {"chunks_bad", F_U64, BR(chunks_bad)},
+    {"chunks_missing", F_U64, BR(chunks_missing)},
+    {"chunks_unreferenced", F_U64, BR(chunks_unreferenced)},
+    {"problems_total", F_U64, BR(problems_total)},
+    {"delta", F_BOOL, BR(delta)},
+    {NULL, 0, 0},
+};
+
+#define BC(f) offsetof(struct bundle_create_stats, f)
+static const struct field bundle_created_fields[] = {
+    {"manifests", F_UNS, BC(manifests)},
+    {"packs", F_UNS, BC(packs)},
+    {"packs_kept", F_UNS, BC(packs_kept)},
+    {"chunks", F_U64, BC(chunks)},
+    {"bytes", F_U64, BC(bytes)},
+    {"skipped_chunks", F_U64, BC(skipped_chunks)},
+    {"skipped_bytes", F_U64, BC(skipped_bytes)},
+    {"written_bytes", F_U64, BC(written_bytes)},
+    {"raw_bytes", F_U64, BC(raw_bytes)},
+    {NULL, 0, 0},
+};
+
+#define HV(f) offsetof(struct ctl_have, f)
+static const struct field have_fields[] = {
+    {"versions", F_U64, HV(versions)},
+    {"chunks", F_U64, HV(chunks)},
+    {NULL, 0, 0},
+};
+
 static const struct {
 	const char *name;
 	const struct field *fields;
@@ -645,6 +713,12 @@ static const struct {
     [CTL_DATA_PROBLEM] = {"problem", problem_fields},
     [CTL_DATA_VERIFY] = {"verify", verify_fields},
     [CTL_DATA_LIMIT] = {"limit", limit_fields},
+    [CTL_DATA_BUNDLE_PROGRESS] = {"bundle_progress", bundle_progress_fields},
+    [CTL_DATA_BUNDLE_MANIFEST] = {"bundle_manifest", bundle_manifest_fields},
+    [CTL_DATA_BUNDLE_PROBLEM] = {"bundle_problem", bundle_problem_fields},
+    [CTL_DATA_BUNDLE_REPORT] = {"bundle_report", bundle_report_fields},
+    [CTL_DATA_BUNDLE_CREATED] = {"bundle_created", bundle_created_fields},
+    [CTL_DATA_HAVE] = {"have", have_fields},
 };
 
 const char *ctl_data_kind_name(enum ctl_data_kind kind)
@@ -797,6 +871,18 @@ static size_t kind_size(enum ctl_data_kind kind)
 		return sizeof(struct ctl_verify);
 	case CTL_DATA_LIMIT:
 		return sizeof(struct node_limit_row);
+	case CTL_DATA_BUNDLE_PROGRESS:
+		return sizeof(struct ctl_bundle_progress);
+	case CTL_DATA_BUNDLE_MANIFEST:
+		return sizeof(struct ctl_bundle_manifest);
+	case CTL_DATA_BUNDLE_PROBLEM:
+		return sizeof(struct ctl_bundle_problem);
+	case CTL_DATA_BUNDLE_REPORT:
+		return sizeof(struct ctl_bundle_report);
+	case CTL_DATA_BUNDLE_CREATED:
+		return sizeof(struct bundle_create_stats);
+	case CTL_DATA_HAVE:
+		return sizeof(struct ctl_have);
 	}
 	return 0;
 }

@@ -635,7 +635,7 @@ static int cmd_gc(struct ctl *c)
 
 /* ---- through the daemon ------------------------------------------------ */
 
-static const char *socket_path(const struct ctl *c)
+const char *socket_path(const struct ctl *c)
 {
 	return c->socket != NULL ? c->socket : DEFAULT_SOCKET;
 }
@@ -1339,6 +1339,7 @@ static const struct cmd commands[] = {
     {.name = "bundle",
      .kind = CMD_READ,
      .fn = cmd_bundle,
+     .daemon = cmd_bundle_daemon,
      .usage = "create --out DIR [--have FILE] [--pack-size SIZE] NAME[@VERSION]...",
      .help = "write DIR/ferry-bundle/ for sideloading; with --have, only what that node lacks",
      .pos = {"create", "NAME[@VERSION]..."},
@@ -1347,6 +1348,7 @@ static const struct cmd commands[] = {
     {.name = "sideload",
      .kind = CMD_WRITE,
      .fn = cmd_sideload,
+     .daemon = cmd_sideload_daemon,
      .usage = "DIR",
      .help = "import DIR/ferry-bundle/ after verifying every signature and chunk",
      .pos = {"DIR"},
@@ -1355,6 +1357,7 @@ static const struct cmd commands[] = {
     {.name = "have",
      .kind = CMD_READ,
      .fn = cmd_have,
+     .daemon = cmd_have_daemon,
      .usage = "--out FILE",
      .help = "write what this node holds to FILE, for a delta bundle made elsewhere",
      .opts = {{"out", "FILE", true}}},

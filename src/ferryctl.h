@@ -89,9 +89,15 @@ int cmd_limit(struct ctl *c);
 /* The limits lines of `ferryctl status`. */
 void status_limits(struct ctl *c, const struct node_status *n);
 
-/* src/ferryctl_bundle.c */
+/* The control socket of a daemon command (--socket PATH or the default). */
+const char *socket_path(const struct ctl *c);
+
+/* src/ferryctl_bundle.c: with --store, and through the daemon. */
 int cmd_bundle(struct ctl *c);
 int cmd_sideload(struct ctl *c);
 int cmd_have(struct ctl *c);
+int cmd_bundle_daemon(struct ctl *c);
+int cmd_sideload_daemon(struct ctl *c);
+int cmd_have_daemon(struct ctl *c);
 
 #endif

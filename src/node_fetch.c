@@ -448,6 +448,22 @@ static void ver_ready(struct node *n, struct nver *v)
 
 static void fetch_pieces(struct node *n, struct nver *v);
 
+/* Decode index piece i of v from the store if it is there. */
+static void piece_load(struct store_rd *rd, struct nver *v, uint32_t i)
+{
+	const uint8_t *enc;
+	size_t len, raw_len;
+	int tag;
+
+	if (v->piece_refs[i] != NULL || store_chunk_get(rd, v->piece_ids[i], &enc, &len) != 0)
+		return;
+	if (codec_peek(enc, len, &tag, &raw_len) != 0 || tag != CODEC_RAW ||
+	    raw_len != len - CODEC_HDR_LEN ||
+	    index_decode(enc + CODEC_HDR_LEN, raw_len, &v->piece_refs[i], &v->piece_nrefs[i]) != 0)
+		return;
+	v->pieces_present++;
+}
+
 void node__version_known(struct node *n, struct manifest *m, const uint8_t hash[32])
 {
 	struct nver *v = node__ver_find(n, m->name, m->version);
@@ -483,20 +499,8 @@ void node__version_known(struct node *n, struct manifest *m, const uint8_t hash[
 			memcpy(v->piece_ids[k++], m->files[f].pieces[i], 32);
 
 	if (store_rd_begin(n->st, &rd) == 0) {
-		for (uint32_t i = 0; i < np; i++) {
-			const uint8_t *enc;
-			size_t len, raw_len;
-			int tag;
-
-			if (store_chunk_get(rd, v->piece_ids[i], &enc, &len) != 0)
-				continue;
-			if (codec_peek(enc, len, &tag, &raw_len) != 0 || tag != CODEC_RAW ||
-			    raw_len != len - CODEC_HDR_LEN ||
-			    index_decode(enc + CODEC_HDR_LEN, raw_len, &v->piece_refs[i],
-					 &v->piece_nrefs[i]) != 0)
-				continue;
-			v->pieces_present++;
-		}
+		for (uint32_t i = 0; i < np; i++)
+			piece_load(rd, v, i);
 		store_rd_end(rd);
 	}
 	if (!wanted && v->pieces_present < np) {
@@ -1534,6 +1538,36 @@ void node__on_commit(void *arg, const uint8_t (*ids)[32], size_t cnt)
 	free(adds);
 	free(nadds);
 	node__fetch_poll(n);
+}
+
+void node__ver_rescan(struct node *n, struct nver *v)
+{
+	struct store_rd *rd;
+	uint8_t(*ids)[32] = NULL;
+	size_t cnt = 0;
+
+	if (v->state == NV_COMPLETE || store_rd_begin(n->st, &rd) < 0)
+		return;
+	if (v->state == NV_NEED_INDEX) {
+		for (uint32_t i = 0; i < v->npieces; i++)
+			piece_load(rd, v, i);
+		store_rd_end(rd);
+		/* ver_ready finds the chunks present, says HAVE, completes or fetches the rest. */
+		if (v->pieces_present == v->npieces)
+			ver_ready(n, v);
+		return;
+	}
+	for (uint32_t i = 0; i < v->n; i++) {
+		if (bit_get(v->present, i) || !store_chunk_has(rd, v->refs[i].id))
+			continue;
+		ids = xreallocarray(ids, cnt + 1, sizeof(*ids));
+		memcpy(ids[cnt++], v->refs[i].id, 32);
+	}
+	store_rd_end(rd);
+	/* As if they had just been committed: HAVE_ADD to the peers, completion, activation. */
+	if (cnt > 0)
+		node__on_commit(n, (const uint8_t(*)[32])ids, cnt);
+	free(ids);
 }
 
 /* ---- timers, limits ---- */

@@ -334,6 +334,11 @@ void node__serve_pump(struct npeer *p);
 void node__fetch_tick(struct node *n);
 /* Ask sched for requests and send them. */
 void node__fetch_poll(struct node *n);
+/*
+ * Chunks or index pieces of v reached the store by another way than the
+ * store queue (a sideload): take them into v as if they had been fetched.
+ */
+void node__ver_rescan(struct node *n, struct nver *v);
 /* The storeq commit callback. */
 void node__on_commit(void *arg, const uint8_t (*ids)[32], size_t n);
 void node__ver_progress(struct node *n, struct nver *v, struct node_progress *out);

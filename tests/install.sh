@@ -27,6 +27,7 @@ unitdir=$(pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || true
 [ -n "$unitdir" ] || unitdir=/lib/systemd/system
 sysusersdir=/usr/lib/sysusers.d
 tmpfilesdir=/usr/lib/tmpfiles.d
+udevrulesdir=/usr/lib/udev/rules.d
 
 mkdir "$tmp/build"
 (
@@ -45,7 +46,8 @@ for f in /usr/sbin/ferryd /usr/bin/ferryctl; do
 	[ -x "$root$f" ] || fail "$f is not installed or not executable"
 done
 for f in "$unitdir/ferryd.service" "$sysusersdir/ferry.conf" "$tmpfilesdir/ferry.conf" \
-	/etc/ferry/ferryd.conf; do
+	/etc/ferry/ferryd.conf "$unitdir/ferry-sideload@.service" \
+	"$udevrulesdir/90-ferry-sideload.rules"; do
 	[ -f "$root$f" ] || fail "$f is not installed"
 done
 for m in "$FERRY_SRCDIR"/docs/*.[1-8]; do
@@ -56,11 +58,22 @@ for m in "$FERRY_SRCDIR"/docs/*.[1-8]; do
 done
 # Nothing under /usr/local, nothing the build substitutes left unsubstituted.
 [ ! -e "$root/usr/local" ] || fail "files under /usr/local: $(find "$root/usr/local" -type f)"
-if grep -rn '@[a-z]*@' "$root$unitdir" "$root$tmpfilesdir" "$root/etc/ferry" >&2; then
+if grep -rn '@[a-z]*@' "$root$unitdir" "$root$tmpfilesdir" "$root/etc/ferry" \
+	"$root$udevrulesdir" >&2; then
 	fail "unsubstituted @...@ in installed files"
 fi
 grep -qx 'ExecStart=/usr/sbin/ferryd -c /etc/ferry/ferryd.conf' "$root$unitdir/ferryd.service" ||
 	fail "the unit does not start /usr/sbin/ferryd with /etc/ferry/ferryd.conf"
+# The automatic import: udev asks for the template, which imports through ferryd's socket.
+grep -q 'SYSTEMD_WANTS.*ferry-sideload@%k.service' "$root$udevrulesdir/90-ferry-sideload.rules" ||
+	fail "the udev rule does not start ferry-sideload@%k.service"
+grep -q '^ExecStart=.*exec /usr/bin/ferryctl $FERRYCTL_OPTS sideload /run/ferry-sideload/%I' \
+	"$root$unitdir/ferry-sideload@.service" ||
+	fail "the sideload unit does not run /usr/bin/ferryctl sideload"
+grep -q '^Environment=FERRYCTL_OPTS=$' "$root$unitdir/ferry-sideload@.service" ||
+	fail "the sideload unit does not go through ferryd's socket by default"
+grep -qx 'After=dev-%i.device ferryd.service' "$root$unitdir/ferry-sideload@.service" ||
+	fail "the sideload unit does not start after ferryd"
 grep -qx 'd /var/lib/ferry 0750 ferry ferry -' "$root$tmpfilesdir/ferry.conf" ||
 	fail "tmpfiles does not create /var/lib/ferry 0750 ferry ferry"
 grep -q '^u ferry ' "$root$sysusersdir/ferry.conf" || fail "sysusers does not create user ferry"

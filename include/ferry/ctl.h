@@ -27,7 +27,8 @@
  *      publish (two steps), export. Added later without a new version (an
  *      older daemon answers an unknown command with a result saying so):
  *      activate, rollback, pin, unpin, gc, metrics, reload, verify,
- *      limits, limit.
+ *      limits, limit, sideload, bundle_create, have (with
+ *      their data kinds and a second descriptor: bundle_create's have-file).
  */
 #ifndef FERRY_CTL_H
 #define FERRY_CTL_H
@@ -36,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ferry/bundle.h"
 #include "ferry/node.h"
 #include "ferry/publish.h"
 
@@ -57,6 +59,8 @@
 #define CTL_ARGS_MAX 16
 #define CTL_KEY_MAX  32
 #define CTL_STR_MAX  4096
+/* Most models one bundle_create request names. */
+#define CTL_BUNDLE_MODELS_MAX 64
 /* Longest command name. */
 #define CTL_CMD_MAX 32
 /* Longest result message the daemon sends (it cuts longer ones). */
@@ -164,6 +168,12 @@ enum ctl_data_kind {
 	CTL_DATA_PROBLEM,    /* struct ctl_problem (verify: one bad chunk) */
 	CTL_DATA_VERIFY,     /* struct ctl_verify (verify: the totals) */
 	CTL_DATA_LIMIT,	     /* struct node_limit_row */
+	CTL_DATA_BUNDLE_PROGRESS, /* struct ctl_bundle_progress (sideload, bundle_create) */
+	CTL_DATA_BUNDLE_MANIFEST, /* struct ctl_bundle_manifest (sideload: one per manifest file) */
+	CTL_DATA_BUNDLE_PROBLEM,  /* struct ctl_bundle_problem (sideload: one per problem listed) */
+	CTL_DATA_BUNDLE_REPORT,	  /* struct ctl_bundle_report (sideload: the counts, last) */
+	CTL_DATA_BUNDLE_CREATED,  /* struct bundle_create_stats (bundle_create, after its model rows) */
+	CTL_DATA_HAVE,		  /* struct ctl_have (have) */
 };
 
 /* status: the node's status and the daemon's version. */
@@ -241,6 +251,44 @@ struct ctl_verify {
 	uint64_t chunks, bytes, corrupt, missing; /* struct export_verify_stats */
 	bool materialized;			  /* models/NAME/VERSION exists and was checked */
 	bool files_ok; /* ... and holds exactly the version's files (size and SHA-256) */
+};
+
+/* sideload, bundle_create: where the job is (struct bundle_progress on the wire). */
+struct ctl_bundle_progress {
+	const char *phase; /* "manifests", "index", "chunks", "done" */
+	const char *file;  /* the bundle file at hand, NULL between files */
+	uint64_t bytes_done, bytes_total, chunks_done, chunks_total;
+};
+
+/* sideload: what became of one manifest file (struct bundle_manifest_result). */
+struct ctl_bundle_manifest {
+	const char *file, *name;
+	uint64_t version;
+	int64_t outcome; /* enum catalog_outcome (> 0), or the FERRY_E* code it was refused with */
+	bool complete;
+};
+
+/* sideload: one thing refused or missing (struct bundle_problem). */
+struct ctl_bundle_problem {
+	int64_t code;
+	const char *file;
+	uint64_t offset;
+	bool has_id;
+	uint8_t id[32];
+	const char *message;
+};
+
+/* sideload: the counts of struct bundle_report. */
+struct ctl_bundle_report {
+	uint64_t manifests, manifests_refused;
+	uint64_t chunks_imported, bytes_imported, chunks_present, chunks_bad, chunks_missing;
+	uint64_t chunks_unreferenced, problems_total;
+	bool delta;
+};
+
+/* have: what the have-file lists. */
+struct ctl_have {
+	uint64_t versions, chunks;
 };
 
 /* The kind's name as it appears on the wire ("status"); NULL for an unknown kind. */
@@ -324,6 +372,15 @@ struct ctl_cmd_info {
 	struct ctl_arg_spec args[CTL_CMD_ARGS_MAX]; /* up to the first NULL key */
 	const char *replies; /* the data kinds it sends ("peer*": any number) */
 };
+
+/*
+ * What the descriptor of a takes_fd command must be, when it is not one
+ * directory: CTL_FD_FILE, one regular file (have's output); CTL_FD_SECOND,
+ * a directory and optionally a regular file after it (bundle_create's
+ * have-file). 0 for every other command.
+ */
+enum ctl_fd_flags { CTL_FD_FILE = 1, CTL_FD_SECOND = 2 };
+unsigned ctl_cmd_fd_flags(const char *name);
 
 /* The i-th command of the table, for documentation and tests; NULL past the end. */
 const struct ctl_cmd_info *ctl_cmd_at(size_t i);

@@ -39,6 +39,11 @@ void ctl_client_free(struct ctl_client *c);
  * with the request (SCM_RIGHTS); the caller still owns and closes it.
  */
 int ctl_client_request(struct ctl_client *c, const struct ctl_request *req, int fd);
+/*
+ * The same with fd (>= 0) and a second descriptor fd2 (-1 for none) after
+ * it: bundle_create's output directory and have-file (CTL_FD_SECOND).
+ */
+int ctl_client_request2(struct ctl_client *c, const struct ctl_request *req, int fd, int fd2);
 
 /*
  * A data message arrived. m and its views are valid only during the call.

@@ -83,8 +83,9 @@ if ! ctl help 2>&1 | grep -q '^  sideload .*--store only'; then
 	while [ "$i" -lt "$KILLS" ]; do
 		i=$((i + 1))
 		crash_start s
+		# The last kill left the socket file behind: wait until ferryd answers on it.
 		n=0
-		until [ -S "$T/s/ferryd.sock" ] || [ "$n" -ge 100 ]; do
+		until ctl --socket "$T/s/ferryd.sock" status >/dev/null 2>&1 || [ "$n" -ge 250 ]; do
 			sleep 0.02
 			n=$((n + 1))
 		done

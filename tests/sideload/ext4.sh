@@ -77,7 +77,7 @@ ctl --store "$HQ" --json bundle create --out "$T/both" demo@1 demo@2 >"$T/both.j
 grep -q '"manifests": 2' "$T/both.json" || fail "two versions: $(cat "$T/both.json")"
 expect_status 2 "$FERRYCTL" --store "$HQ" bundle make --out "$T/x" demo
 err_has "ferryctl: bundle: unknown bundle command 'make' (there is: create)"
-err_has "usage: ferryctl --store DIR [--json] bundle create --out DIR"
+err_has "usage: ferryctl [--socket PATH | --store DIR] [--json] bundle create --out DIR"
 expect_status 2 "$FERRYCTL" --store "$HQ" bundle create demo
 err_has "ferryctl: bundle: missing --out DIR"
 

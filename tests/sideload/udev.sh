@@ -41,7 +41,7 @@ sed '/^KERNEL=="loop/d' "$RULE" >"$T/rules-noloop/90-ferry-sideload.rules"
 
 # The unit as installed (paths substituted), verified by systemd.
 mkdir -p "$T/units"
-sed -e "s|@bindir@|$FERRY_BUILDDIR|g" -e "s|@localstatedir@|/var|g" "$UNIT" \
+sed -e "s|@bindir@|$FERRY_BUILDDIR|g" -e "s|@localstatedir@|/var|g" -e "s|@runstatedir@|/run|g" "$UNIT" \
 	>"$T/units/ferry-sideload@.service"
 grep -q '@[a-z]*@' "$T/units/ferry-sideload@.service" && fail "an unsubstituted @variable@ in the unit"
 (cd "$T/units" && systemd-analyze verify --man=no "ferry-sideload@$K.service") ||
@@ -56,11 +56,13 @@ at_exit "umount '$T/w' 2>/dev/null"
 mount "$L" "$T/w"
 ctl --store "$HQ" bundle create --out "$T/w" demo >/dev/null
 umount "$T/w"
-run_unit() { # run_unit DEVICE: ExecStartPre, ExecStart, ExecStopPost with %I = DEVICE
+# run_unit DEVICE: ExecStartPre, ExecStart, ExecStopPost with %I = DEVICE, and
+# FERRYCTL_OPTS from UNIT_OPTS (default: --store, the drop-in for a node without ferryd).
+run_unit() {
 	mkdir -p "$T/run/ferry-sideload/$1"
 	sed -n 's/^\(ExecStartPre\|ExecStart\|ExecStopPost\)=-\{0,1\}//p' "$T/units/ferry-sideload@.service" |
 		sed -e "s|%I|$1|g" -e "s|/run/ferry-sideload|$T/run/ferry-sideload|g" >"$T/cmds"
-	FERRYCTL_OPTS="--store=$CLINIC"
+	FERRYCTL_OPTS=${UNIT_OPTS:-"--store=$CLINIC"}
 	export FERRYCTL_OPTS
 	status=0
 	while read -r cmd; do
@@ -80,4 +82,41 @@ umount "$T/w"
 run_unit "$K" || fail "the unit's commands failed: $(cat "$T/unit.out")"
 grep -q "no ferry-bundle/ folder on /dev/$K: nothing to import" "$T/unit.out" ||
 	fail "a drive without a bundle: $(cat "$T/unit.out")"
+
+# The unit's default: through the running ferryd, which reads the drive
+# through the descriptor ferryctl passes (only the socket's path is the
+# test's own; the installed unit uses ferryd's default socket).
+mount "$L" "$T/w"
+ctl --store "$HQ" bundle create --out "$T/w" demo >/dev/null
+umount "$T/w"
+mkdir -p "$T/d"
+ctl netkey --out "$T/d/network.key" >/dev/null
+cat >"$T/d/ferryd.conf" <<EOF
+[node]
+state_dir = $T/d/state
+socket = $T/d/ferryd.sock
+socket_group =
+listen = off
+network_key_file = $T/d/network.key
+[peers]
+lan_discovery = off
+[trust]
+publisher = $PK
+EOF
+"$FERRY_BUILDDIR/ferryd" -c "$T/d/ferryd.conf" >"$T/d/log" 2>&1 &
+dpid=$!
+at_exit "kill -9 $dpid 2>/dev/null"
+n=0
+until ctl --socket "$T/d/ferryd.sock" status >/dev/null 2>&1; do
+	n=$((n + 1))
+	[ "$n" -lt 100 ] || fail "ferryd did not start: $(cat "$T/d/log")"
+	sleep 0.1
+done
+: >"$T/unit.out"
+UNIT_OPTS="--socket=$T/d/ferryd.sock" run_unit "$K" ||
+	fail "the unit's commands through ferryd failed: $(cat "$T/unit.out")"
+grep -q '^manifest-0001.fm  *demo  *1  *new  *yes$' "$T/unit.out" ||
+	fail "the unit did not import the bundle through ferryd: $(cat "$T/unit.out")"
+grep -q "sideload: importing a bundle" "$T/d/log" || fail "the import did not go through ferryd"
+grep -q "$T/run/ferry-sideload/$K" /proc/mounts && fail "the unit left the drive mounted"
 echo ok

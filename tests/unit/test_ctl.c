@@ -36,6 +36,7 @@
 #include "ferry/manifest.h"
 #include "ferry/mpk.h"
 #include "ferry/publish.h"
+#include "ferry/node_sideload.h"
 #include "ferry/util.h"
 #include <uv.h>
 
@@ -52,6 +53,8 @@ struct node {
 	size_t signed_len;
 	atomic_int canceled;
 	char export_name[80];
+	int bundle_fd2_regular; /* bundle_create: 1 if a regular second descriptor came, 0 if none */
+	char bundle_models[80];
 };
 
 static const uint8_t fake_body[] = "a manifest body to sign";
@@ -152,7 +155,7 @@ int node_cancel(struct node *n, const char *name, uint64_t version)
 struct later {
 	uv_timer_t t;
 	void (*fn)(struct later *l);
-	void *cb, *arg;
+	void *cb, *cb2, *arg;
 	int rc;
 	struct node *n;
 };
@@ -170,7 +173,8 @@ static void on_later(uv_timer_t *t)
 	uv_close((uv_handle_t *)t, on_later_closed);
 }
 
-static void later(struct node *n, void (*fn)(struct later *), void *cb, void *arg, int rc)
+static struct later *later(struct node *n, void (*fn)(struct later *), void *cb, void *arg,
+			   int rc)
 {
 	struct later *l = xcalloc(1, sizeof(*l));
 
@@ -182,6 +186,14 @@ static void later(struct node *n, void (*fn)(struct later *), void *cb, void *ar
 	uv_timer_init(n->loop, &l->t);
 	l->t.data = l;
 	uv_timer_start(&l->t, on_later, 5, 0);
+	return l;
+}
+
+/* later() with a second callback (a progress function). */
+static void later2(struct node *n, void (*fn)(struct later *), void *cb, void *cb2, void *arg,
+		   int rc)
+{
+	later(n, fn, cb, arg, rc)->cb2 = cb2;
 }
 
 typedef void ingest_cb(void *arg, int rc, const uint8_t *body, size_t len,
@@ -329,6 +341,70 @@ int node_verify(struct node *n, const char *name, uint64_t version, verify_cb *c
 	(void)name;
 	(void)version;
 	later(n, deliver_verify, (void *)cb, arg, 0);
+	return 0;
+}
+
+/* sideload: one problem, so the result is FERRY_ECORRUPT after the records. */
+static void deliver_sideload(struct later *l)
+{
+	struct bundle_progress p = {.phase = BUNDLE_PHASE_DONE, .bytes_done = 9, .bytes_total = 9};
+	struct bundle_manifest_result m = {.file = "manifest-0001.fm", .name = "llama",
+					   .version = 2, .outcome = 1};
+	struct bundle_problem pb = {.code = FERRY_ECORRUPT, .file = "pack-0001.dat", .offset = 77,
+				    .message = "pack-0001.dat: chunk refused"};
+	struct bundle_report rep = {.manifests = &m, .nmanifests = 1, .chunks_bad = 1,
+				    .problems_total = 1, .problems = &pb, .nproblems = 1};
+
+	((node_bundle_progress_fn)l->cb2)(l->arg, &p);
+	((void (*)(void *, int, const struct bundle_report *))l->cb)(l->arg, FERRY_ECORRUPT, &rep);
+}
+
+int node_sideload(struct node *n, int dirfd, node_bundle_progress_fn progress,
+		  void (*cb)(void *arg, int rc, const struct bundle_report *rep), void *arg)
+{
+	close(dirfd);
+	later2(n, deliver_sideload, (void *)cb, (void *)progress, arg, 0);
+	return 0;
+}
+
+static void deliver_created(struct later *l)
+{
+	struct node_model_row row = {.name = "llama", .version = 2, .label = "x", .size = 10};
+	struct node_bundle_created res = {.stats = {.manifests = 1, .packs = 1}, .rows = &row,
+					  .nrows = 1};
+
+	((void (*)(void *, int, const struct node_bundle_created *))l->cb)(l->arg, 0, &res);
+}
+
+int node_bundle_create(struct node *n, int outdirfd, int havefd, const struct bundle_ref *refs,
+		       size_t nrefs, uint64_t pack_max, node_bundle_progress_fn progress,
+		       void (*cb)(void *arg, int rc, const struct node_bundle_created *res),
+		       void *arg)
+{
+	struct stat st;
+
+	(void)pack_max;
+	(void)progress;
+	n->bundle_fd2_regular = havefd >= 0 && fstat(havefd, &st) == 0 && S_ISREG(st.st_mode);
+	snprintf(n->bundle_models, sizeof(n->bundle_models), "%zu:%s@%llu", nrefs, refs[0].name,
+		 (unsigned long long)refs[0].version);
+	close(outdirfd);
+	if (havefd >= 0)
+		close(havefd);
+	later(n, deliver_created, (void *)cb, arg, 0);
+	return 0;
+}
+
+static void deliver_have(struct later *l)
+{
+	((void (*)(void *, int, uint64_t, uint64_t))l->cb)(l->arg, 0, 3, 42);
+}
+
+int node_have(struct node *n, int fd,
+	      void (*cb)(void *arg, int rc, uint64_t nversions, uint64_t nchunks), void *arg)
+{
+	close(fd);
+	later(n, deliver_have, (void *)cb, arg, 0);
 	return 0;
 }
 
@@ -1289,6 +1365,76 @@ static void test_ops(void **state)
 	got_free(&g);
 }
 
+/* The sideload commands: their descriptors are checked, their records arrive. */
+static void test_sideload_commands(void **state)
+{
+	struct harness *h = *state;
+	struct ctl_request req = {.cmd = "sideload"};
+	struct ctl_client *c = NULL;
+	struct got g = {0};
+	char *out = xasprintf("%s/out", h->dir), *file = xasprintf("%s/have", h->dir);
+	int dirfd, fd;
+
+	assert_int_equal(mkdir(out, 0755), 0);
+	dirfd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(dirfd >= 0 && fd >= 0);
+
+	/* sideload: progress, manifest, problem, report, then the refusal's code. */
+	assert_int_equal(call(h, &req, dirfd, &g), FERRY_ECORRUPT);
+	assert_int_equal(g.n_data, 4);
+	assert_int_equal(g.kinds[0], CTL_DATA_BUNDLE_PROGRESS);
+	assert_int_equal(g.kinds[1], CTL_DATA_BUNDLE_MANIFEST);
+	assert_int_equal(g.kinds[2], CTL_DATA_BUNDLE_PROBLEM);
+	assert_int_equal(g.kinds[3], CTL_DATA_BUNDLE_REPORT);
+	/* A file where a directory belongs is refused before the node sees it. */
+	assert_int_equal(call(h, &req, fd, &g), FERRY_EINVAL);
+	assert_non_null(strstr(ferry_errmsg(FERRY_EINVAL), "not a directory"));
+
+	/* have takes a regular file, and no directory. */
+	req.cmd = "have";
+	assert_int_equal(call(h, &req, dirfd, &g), FERRY_EINVAL);
+	assert_non_null(strstr(ferry_errmsg(FERRY_EINVAL), "not a regular file"));
+	got_free(&g);
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(call(h, &req, fd, &g), 0);
+	assert_int_equal(g.n_data, 1);
+	assert_int_equal(g.kinds[0], CTL_DATA_HAVE);
+
+	/* bundle_create: a directory and a have-file; a second descriptor elsewhere is refused. */
+	memset(&req, 0, sizeof(req));
+	req.cmd = "bundle_create";
+	ctl_request_str(&req, "models", "llama@2 mistral");
+	got_free(&g);
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(ctl_client_connect(h->sock, &c), 0);
+	assert_int_equal(ctl_client_request2(c, &req, dirfd, fd), 0);
+	assert_int_equal(ctl_client_replies(c, on_data, &g), 0);
+	ctl_client_free(c);
+	assert_string_equal(h->node.bundle_models, "2:llama@2");
+	assert_int_equal(h->node.bundle_fd2_regular, 1);
+	assert_int_equal(g.n_data, 2);
+	assert_int_equal(g.kinds[0], CTL_DATA_MODEL);
+	assert_int_equal(g.kinds[1], CTL_DATA_BUNDLE_CREATED);
+	memset(&req, 0, sizeof(req));
+	req.cmd = "bundle_create";
+	ctl_request_str(&req, "models", "llama Bad!name");
+	assert_int_equal(call(h, &req, dirfd, &g), FERRY_EINVAL);
+	memset(&req, 0, sizeof(req));
+	req.cmd = "sideload";
+	assert_int_equal(ctl_client_connect(h->sock, &c), 0);
+	assert_int_equal(ctl_client_request2(c, &req, dirfd, fd), 0);
+	assert_int_equal(ctl_client_replies(c, on_data, &g), FERRY_EINVAL);
+	assert_non_null(strstr(ferry_errmsg(FERRY_EINVAL), "takes one descriptor"));
+	ctl_client_free(c);
+
+	got_free(&g);
+	close(fd);
+	close(dirfd);
+	free(out);
+	free(file);
+}
+
 /* Send raw bytes on a fresh connection; return the result code the daemon sends (or 1 on EOF). */
 static int raw_exchange(const struct harness *h, const void *bytes, size_t n)
 {
@@ -1550,6 +1696,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_too_many_clients, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_unprivileged_client, harness_start, harness_stop),
 	    cmocka_unit_test_setup_teardown(test_client_errors, harness_start, harness_stop),
+	    cmocka_unit_test_setup_teardown(test_sideload_commands, harness_start, harness_stop),
 	    cmocka_unit_test(test_socket_setup),
 	    cmocka_unit_test(test_docs_cover_table),
 	};
