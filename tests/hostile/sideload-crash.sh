@@ -8,7 +8,7 @@
 # byte-identical. HOSTILE_KILLS changes the count.
 . "$FERRY_SRCDIR/tests/hostile/hlib.sh"
 
-KILLS=${HOSTILE_KILLS:-30}
+KILLS=${HOSTILE_KILLS:-50}
 
 # A random pause of $1..$2 ms.
 pause_ms() {
