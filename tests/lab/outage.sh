@@ -15,7 +15,7 @@
 # encoded size, and with a flapping link ferry is at 1.04-1.16 (bench/swarm
 # --outage measures it). Prints each node's time and counters; asserts no
 # timing. Root only (exit 77 otherwise), and exit 77 while the built
-# ferryd/ferryctl lack the commands it drives. About 90 s; not in make check
+# ferryd/ferryctl lack the commands it drives. About 80 s; not in make check
 # (docs/testing.md): make check TESTS=tests/lab/outage.sh.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 set -u
