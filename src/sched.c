@@ -36,7 +36,9 @@
 #define RATE_SLOTS	 (RATE_SECS + 1)
 #define SOURCE_RECENT_MS 5000
 #define OFFENDERS_MAX	 1024
-#define GOLDEN		 0x9e3779b97f4a7c15ull
+/* No chunk data from any WAN peer for this long: the WAN is silent. */
+#define WAN_SILENCE_MS 1000
+#define GOLDEN	       0x9e3779b97f4a7c15ull
 
 struct req {
 	uint32_t chunk; /* slot; NONE while the entry is free */
@@ -145,6 +147,8 @@ struct sched {
 	uint32_t epoch;
 	uint64_t lagmask;
 	uint64_t last_wan_data; /* when a WAN peer last sent chunk data */
+	uint64_t wan_back;	/* when WAN data came back after wan_held */
+	bool wan_held;		/* WAN stalls held: our link seemed down (wan_silent) */
 	uint64_t wan_quiet;	/* our active WAN requests have got nothing since */
 	bool wan_active;	/* we have active WAN requests */
 	bool wan_stuck;
@@ -836,6 +840,61 @@ static uint32_t pick_endgame(const struct sched *s, uint32_t h, const struct pee
 	return best;
 }
 
+/* Estimated completion time of one more typical chunk at p, in ms. */
+static double peer_ect(const struct sched *s, const struct peer *p)
+{
+	double mean = s->tracked_n ? (double)s->tracked_bytes / (double)s->tracked_n : 256 * 1024;
+
+	return ((double)p->inflight + mean) * 1000 / peer_rate(s, p) + peer_rtt_ms(s, p);
+}
+
+/*
+ * End-game, for a WAN peer p that is delivering now: when every chunk some
+ * peer holds is in flight, a duplicate of a chunk whose one request waits on
+ * a WAN peer that would take more than twice as long as p to deliver it
+ * (the time to drain that peer's queue, against p's time for one more chunk).
+ * Without it the last chunks of a download trickle in from a slow source, a
+ * node of another site whose flow crosses two WAN links and had been starved
+ * by the faster ones, while the link sits idle (docs/scheduling.md).
+ * Preferred: a request with no data yet (the loser is cancelled before it
+ * costs bytes), then the one issued last (the end of the slow queue).
+ */
+static uint32_t pick_endgame_wan(struct sched *s, uint32_t h, const struct peer *p, uint64_t now)
+{
+	uint32_t best = NONE;
+	double mine = peer_ect(s, p), rtt = peer_rtt_ms(s, p);
+	bool best_fresh = false;
+	uint64_t best_t = 0;
+
+	if (s->avail_held || !p->last_data ||
+	    (double)now > (double)p->last_data + MAX(4 * rtt, (double)s->p.stall_min_ms))
+		return NONE;
+	for (size_t i = 0; i < s->nreqs; i++) {
+		const struct req *r = &s->reqs[i];
+		const struct peer *q;
+		struct chunk *c;
+		bool fresh;
+
+		if (r->chunk == NONE || r->stalled || r->peer == h)
+			continue;
+		c = &s->ch[r->chunk];
+		q = s->peers[r->peer];
+		if (q->link != SCHED_WAN || c->nactive != 1 || c->nreq >= SCHED_MAX_DUP ||
+		    !bit_get(p->has, r->chunk) || !may_ask(s, c, h) || !wan_ok(s, r->chunk))
+			continue;
+		if (2 * mine >= (double)q->inflight * 1000 / peer_rate(s, q) + peer_rtt_ms(s, q))
+			continue;
+		fresh = r->got == 0;
+		if (best == NONE || (fresh && !best_fresh) ||
+		    (fresh == best_fresh && r->issued > best_t)) {
+			best = r->chunk;
+			best_fresh = fresh;
+			best_t = r->issued;
+		}
+	}
+	return best;
+}
+
 /* Requests for p, at most max of them and *budget bytes (NULL: no byte budget). */
 static size_t fill(struct sched *s, uint32_t h, struct peer *p, uint64_t now, size_t max,
 		   uint64_t *budget, struct sched_chunk *arr, struct sched_reqs *vec)
@@ -848,6 +907,8 @@ static size_t fill(struct sched *s, uint32_t h, struct peer *p, uint64_t now, si
 
 		if (slot == NONE && p->link == SCHED_LAN)
 			slot = pick_endgame(s, h, p);
+		else if (slot == NONE)
+			slot = pick_endgame_wan(s, h, p, now);
 		if (slot == NONE)
 			break;
 		c = &s->ch[slot];
@@ -873,14 +934,6 @@ int sched_next(struct sched *s, uint32_t peer, uint64_t now, struct sched_chunk 
 	if (!p)
 		return FERRY_ENOENT;
 	return (int)fill(s, peer, p, now, MIN(max, (size_t)INT_MAX), NULL, out, NULL);
-}
-
-/* Estimated completion time of one more typical chunk at p, in ms. */
-static double peer_ect(const struct sched *s, const struct peer *p)
-{
-	double mean = s->tracked_n ? (double)s->tracked_bytes / (double)s->tracked_n : 256 * 1024;
-
-	return ((double)p->inflight + mean) * 1000 / peer_rate(s, p) + peer_rtt_ms(s, p);
 }
 
 int sched_poll(struct sched *s, uint64_t now, struct sched_reqs *out)
@@ -1289,6 +1342,15 @@ int sched_peer_have_chunk(struct sched *s, uint32_t peer, const uint8_t id[stati
 
 /* Arrivals. */
 
+/* Chunk data from a WAN peer: notes when the WAN comes back after it seemed down. */
+static void wan_data(struct sched *s, uint64_t now)
+{
+	if (s->wan_held)
+		s->wan_back = now;
+	s->wan_held = false;
+	s->last_wan_data = now;
+}
+
 int sched_chunk_progress(struct sched *s, uint32_t peer, const uint8_t id[static 32],
 			 uint32_t bytes, uint64_t now)
 {
@@ -1306,7 +1368,7 @@ int sched_chunk_progress(struct sched *s, uint32_t peer, const uint8_t id[static
 	r->got += bytes;
 	r->ref = r->last_data = p->last_data = now;
 	if (p->link == SCHED_WAN)
-		s->last_wan_data = now;
+		wan_data(s, now);
 	rate_add_chunk(s, slot, now, bytes);
 	return 0;
 }
@@ -1334,7 +1396,7 @@ int sched_chunk_done(struct sched *s, uint32_t peer, const uint8_t id[static 32]
 		p->received += c->len;
 		p->last_data = now;
 		if (p->link == SCHED_WAN)
-			s->last_wan_data = now;
+			wan_data(s, now);
 		rate_add_chunk(s, slot, now, c->len - r->got);
 		req_remove(s, ri);
 	}
@@ -1465,10 +1527,36 @@ static void stall(struct sched *s, uint32_t ri, uint64_t now, struct sched_reqs 
 	s->gen_avail++;
 }
 
+/*
+ * Whether our own WAN link is down rather than a peer slow: no WAN peer has
+ * sent chunk data for WAN_SILENCE_MS, for less than the owner timeout t
+ * (beyond that, stalls take their course again), and two or more WAN peers
+ * had sent some within t before that (one silent peer alone may just be
+ * dead; several going silent together is the link).
+ */
+static bool wan_silent(const struct sched *s, uint64_t now, uint64_t t)
+{
+	unsigned recent = 0;
+
+	if (!s->last_wan_data || now < s->last_wan_data + WAN_SILENCE_MS ||
+	    now >= s->last_wan_data + t)
+		return false;
+	for (size_t i = 0; i < s->npl && recent < 2; i++) {
+		const struct peer *p = s->peers[s->plist[i]];
+
+		recent +=
+		    p->link == SCHED_WAN && p->last_data && p->last_data + t >= s->last_wan_data;
+	}
+	return recent >= 2;
+}
+
 int sched_tick(struct sched *s, uint64_t now, struct sched_reqs *cancel)
 {
 	uint64_t oldest_wan = UINT64_MAX;
 	int stalls = 0;
+	bool silent = wan_silent(s, now, owner_timeout(s));
+
+	s->wan_held = s->wan_held || silent;
 
 	for (size_t i = 0; i < s->nreqs; i++) {
 		struct req *r = &s->reqs[i];
@@ -1486,8 +1574,17 @@ int sched_tick(struct sched *s, uint64_t now, struct sched_reqs *cancel)
 			}
 			continue;
 		}
-		if (p->link == SCHED_WAN)
+		if (p->link == SCHED_WAN) {
 			oldest_wan = MIN(oldest_wan, r->issued);
+			/*
+			 * While our WAN link is down, another WAN peer is no
+			 * better: a stall would only ask it too, and both copies
+			 * would cross when the link is back. After it comes
+			 * back, each request has a full span to resume in.
+			 */
+			if (silent || now < s->wan_back + r->span)
+				continue;
+		}
 		/* Asking the only holder again would gain nothing. */
 		if (now >= r->ref + r->span && c->navail > bit_get(p->has, r->chunk)) {
 			stall(s, (uint32_t)i, now, cancel);

@@ -10,6 +10,7 @@
 #   ferry_publish NAME VERSION DIR   # on hq; sets FERRY_ENC_BYTES
 #   ferry_wait NODE NAME@VERSION SECONDS
 #   ferry_same NODE NAME@VERSION DIR # exported files byte-identical to DIR?
+#   ferry_status NODE KEY...         # values from ferryctl --json status
 #   ferry_stop                       # stop the daemons (lab_down would too)
 
 FERRYD=${FERRYD:-${FERRY_BUILDDIR:-build}/ferryd}
@@ -189,4 +190,16 @@ ferry_same() {
 	local rc=$?
 	rm -rf "$out"
 	return $rc
+}
+
+# ferry_status NODE KEY...: the values of those keys of NODE's
+# `ferryctl --json status` (counters such as bytes_received, rx_wan), one line,
+# space-separated; "-" for a key the daemon does not report.
+ferry_status() {
+	local node=$1
+	shift
+	ferry_ctl "$node" --json status | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+print(" ".join(str(doc.get(k, "-")) for k in sys.argv[1:]))' "$@"
 }

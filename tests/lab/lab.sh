@@ -286,11 +286,12 @@ lab_wan_up() {
 		echo "up $1 $(date +%s.%N)" >>"$LAB_DIR/outages"
 }
 
-# lab_outage_start S DOWN UP [COUNT]: in the background, keep site S's link up
-# for UP seconds, then down for DOWN seconds, COUNT times (0: until lab_down).
-# Each switch is logged as "down|up S EPOCH" in $LAB_DIR/outages.
+# lab_outage_start S DOWN UP [COUNT [FIRST]]: in the background, keep site S's
+# link up for UP seconds (the first time FIRST seconds), then down for DOWN
+# seconds, COUNT times (0: until lab_down). Each switch is logged as
+# "down|up S EPOCH" in $LAB_DIR/outages.
 lab_outage_start() {
-	local s=$1 down=$2 up=$3 count=${4:-0} parent=$$
+	local s=$1 down=$2 up=$3 count=${4:-0} first=${5:-$3} parent=$$
 	(
 		# Sleep in a child we can end with the loop, so lab_down leaves no
 		# stray sleep behind.
@@ -302,7 +303,7 @@ lab_outage_start() {
 		}
 		i=0
 		while [ "$count" -eq 0 ] || [ "$i" -lt "$count" ]; do
-			nap "$up"
+			if [ "$i" -eq 0 ]; then nap "$first"; else nap "$up"; fi
 			kill -0 "$parent" 2>/dev/null || exit 0
 			lab_wan_down "$s" || exit 1
 			nap "$down"

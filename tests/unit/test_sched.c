@@ -386,6 +386,121 @@ static void test_endgame(void **state)
 	free(chunks);
 }
 
+/*
+ * WAN end-game: once everything is in flight, a WAN peer that is delivering
+ * gets a duplicate of a chunk queued at a WAN peer that would take more than
+ * twice as long, not one at a peer less than twice as slow, and not while it
+ * has sent nothing for a while (a blackhole).
+ *
+ * Setup: chunk out[0] waits at peer 2 (no rate measured: the 1 Mbit/s guess,
+ * 256 KiB + 200 ms RTT ≈ 2.3 s); peer 1 delivers the other three at time
+ * `at` ms, which measures its rate over at - 200 ms.
+ */
+static struct sched *endgame_wan_setup(struct sched_chunk *chunks, struct sched_chunk out[4],
+				       uint64_t at)
+{
+	struct sched *s = new_sched(4);
+	struct sched_reqs cancel = {0};
+	uint8_t bits[1] = {0xf};
+
+	assert_int_equal(sched_want(s, 1, chunks, 4, NULL, 0), 0);
+	add_peer(s, 1, 12, SCHED_WAN, 0);
+	add_peer(s, 2, 12, SCHED_WAN, 0);
+	assert_int_equal(sched_peer_have(s, 1, 1, bits, 4, 0), 0);
+	assert_int_equal(sched_peer_have(s, 2, 1, bits, 4, 0), 0);
+	assert_int_equal(sched_peer_rtt(s, 1, 200000), 0);
+	assert_int_equal(sched_peer_rtt(s, 2, 200000), 0);
+	assert_int_equal(sched_next(s, 2, 0, out, 1), 1);
+	assert_int_equal(sched_next(s, 1, 0, out + 1, 3), 3);
+	for (int i = 1; i < 4; i++)
+		assert_int_equal(sched_chunk_done(s, 1, out[i].id, at, &cancel), 0);
+	assert_int_equal(cancel.n, 0);
+	sched_reqs_free(&cancel);
+	return s;
+}
+
+static void test_endgame_wan(void **state)
+{
+	struct sched_chunk *chunks = mkchunks(13, 4, 256 * KIB);
+	struct sched_chunk out[4], dup[4];
+	struct sched_reqs cancel = {0};
+	struct sched *s;
+
+	/* Peer 1 at ≈ 2 MB/s: one more chunk in ≈ 0.33 s, against ≈ 2.3 s. */
+	s = endgame_wan_setup(chunks, out, 600);
+	assert_int_equal(sched_next(s, 1, 600, dup, 4), 1);
+	assert_memory_equal(dup[0].id, out[0].id, 32);
+	assert_int_equal(sched_next(s, 1, 600, dup, 4), 0); /* one duplicate per chunk */
+	assert_int_equal(sched_next(s, 2, 600, dup, 4), 0);
+	assert_int_equal(sched_chunk_done(s, 1, out[0].id, 800, &cancel), 0);
+	assert_int_equal(cancel.n, 1);
+	assert_int_equal(cancel.v[0].peer, 2);
+	assert_memory_equal(cancel.v[0].id, out[0].id, 32);
+	sched_free(s);
+
+	/* The same, but peer 1 has sent nothing for longer than stall_min_ms. */
+	s = endgame_wan_setup(chunks, out, 600);
+	assert_int_equal(sched_next(s, 1, 600 + 3001, dup, 4), 0);
+	sched_free(s);
+
+	/* Peer 1 at ≈ 230 kB/s: ≈ 1.3 s a chunk, more than half of 2.3 s. */
+	s = endgame_wan_setup(chunks, out, 3600);
+	assert_int_equal(sched_next(s, 1, 3600, dup, 4), 0);
+	sched_free(s);
+	sched_reqs_free(&cancel);
+	free(chunks);
+}
+
+/*
+ * Our own WAN link down: two WAN peers that were sending both go silent. No
+ * request stalls (asking the other would only fetch it twice once the link
+ * is back) until the owner timeout; when data flows again each request has
+ * a full stall time to resume in.
+ */
+static void test_wan_silent_no_stall(void **state)
+{
+	struct sched_chunk *chunks = mkchunks(14, 4, 1000);
+	struct sched_chunk out[4];
+	struct sched_reqs cancel = {0};
+	uint8_t bits[1] = {0xf};
+	struct sched *s;
+
+	for (int cap = 0; cap < 2; cap++) {
+		s = new_sched(5);
+		assert_int_equal(sched_want(s, 1, chunks, 4, NULL, 0), 0);
+		add_peer(s, 0, 15, SCHED_WAN, 0);
+		add_peer(s, 1, 15, SCHED_WAN, 0);
+		assert_int_equal(sched_peer_have(s, 0, 1, bits, 4, 0), 0);
+		assert_int_equal(sched_peer_have(s, 1, 1, bits, 4, 0), 0);
+		assert_int_equal(sched_next(s, 0, 0, out, 2), 2);
+		assert_int_equal(sched_next(s, 1, 0, out + 2, 2), 2);
+		/* out[0] and out[2] get data at 500 ms, then nothing (stall time 3 s). */
+		assert_int_equal(sched_chunk_progress(s, 0, out[0].id, 10, 500), 0);
+		assert_int_equal(sched_chunk_progress(s, 1, out[2].id, 10, 500), 0);
+		if (cap) {
+			/* Silent past the owner timeout (≈ 10.6 s): stalls again. */
+			assert_int_equal(sched_tick(s, 500 + 10700, &cancel), 4);
+			sched_free(s);
+			continue;
+		}
+		assert_int_equal(sched_tick(s, 4000, &cancel), 0);
+		assert_int_equal(sched_tick(s, 8000, &cancel), 0);
+		assert_int_equal(cancel.n, 0);
+		/* The link is back at 9 s: three more seconds for everyone. */
+		for (uint64_t t = 9000; t < 12000; t += 500) {
+			assert_int_equal(sched_chunk_progress(s, 0, out[0].id, 10, t), 0);
+			assert_int_equal(sched_tick(s, t, &cancel), 0);
+		}
+		assert_int_equal(sched_tick(s, 11999, &cancel), 0);
+		/* The three that got nothing since the link came back. */
+		assert_int_equal(sched_tick(s, 12000, &cancel), 3);
+		assert_int_equal(cancel.n, 2); /* out[2] had data: it races on */
+		sched_free(s);
+	}
+	sched_reqs_free(&cancel);
+	free(chunks);
+}
+
 /* A stalled request that had data races on, and is abandoned after four more stall times. */
 static void test_abandon(void **state)
 {
@@ -1183,6 +1298,8 @@ int main(void)
 	    cmocka_unit_test(test_poll_budget),
 	    cmocka_unit_test(test_stall_reissue),
 	    cmocka_unit_test(test_endgame),
+	    cmocka_unit_test(test_endgame_wan),
+	    cmocka_unit_test(test_wan_silent_no_stall),
 	    cmocka_unit_test(test_abandon),
 	    cmocka_unit_test(test_bad_chunk_bans),
 	    cmocka_unit_test(test_site_split),
