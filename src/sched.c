@@ -131,6 +131,7 @@ struct sched {
 	uint64_t *avail;
 	uint32_t *lvl; /* SCHED_PEER_MAX + 1 levels */
 	uint64_t avail_held, gen_avail;
+	uint32_t wan_best; /* the fastest WAN peer delivering lately (NONE: none) */
 	uint64_t tracked_bytes, tracked_n;
 
 	struct req *reqs;
@@ -743,6 +744,50 @@ static bool wan_ok(struct sched *s, uint32_t slot)
 
 /* Picking. */
 
+/*
+ * A WAN peer this many times slower than the fastest one is asked only for
+ * chunks the fastest does not hold: in a swarm of sites, the nodes of another
+ * site reach us across two WAN links, their flows starve behind HQ's on our
+ * link, and what they are asked for arrives late or stalls and is fetched
+ * twice (docs/scheduling.md).
+ */
+#define WAN_SLOW_FACTOR 3
+
+/* The WAN peer with the best measured rate among those that sent data lately. */
+static void wan_best_update(struct sched *s, uint64_t now)
+{
+	uint32_t best = NONE;
+	double best_rate = 0;
+
+	for (size_t i = 0; i < s->npl; i++) {
+		const struct peer *q = s->peers[s->plist[i]];
+		double lately = MAX(4 * peer_rtt_ms(s, q), (double)s->p.stall_min_ms);
+
+		if (q->link != SCHED_WAN || !q->samples || !q->last_data ||
+		    (double)now > (double)q->last_data + lately)
+			continue;
+		if (best == NONE || peer_rate(s, q) > best_rate) {
+			best = s->plist[i];
+			best_rate = peer_rate(s, q);
+		}
+	}
+	if (best != s->wan_best) {
+		s->wan_best = best;
+		s->gen_avail++; /* peers that found nothing to ask may find something now */
+	}
+}
+
+/* p is a WAN peer far slower than the fastest, which holds the chunk in slot. */
+static bool wan_slow_for(const struct sched *s, uint32_t h, const struct peer *p, uint32_t slot)
+{
+	const struct peer *b;
+
+	if (p->link != SCHED_WAN || s->wan_best == NONE || s->wan_best == h)
+		return false;
+	b = s->peers[s->wan_best];
+	return bit_get(b->has, slot) && peer_rate(s, p) * WAN_SLOW_FACTOR < peer_rate(s, b);
+}
+
 static unsigned min_level(const struct sched *s)
 {
 	for (size_t k = 1; k <= s->npl; k++)
@@ -787,7 +832,7 @@ static uint32_t pick(struct sched *s, uint32_t h, struct peer *p)
 			bits &= bits - 1;
 			if (!may_ask(s, c, h))
 				continue;
-			if (p->link == SCHED_WAN && !wan_ok(s, slot))
+			if (p->link == SCHED_WAN && (!wan_ok(s, slot) || wan_slow_for(s, h, p, slot)))
 				continue;
 			if (c->navail < best_lvl) {
 				best = slot;
@@ -933,6 +978,7 @@ int sched_next(struct sched *s, uint32_t peer, uint64_t now, struct sched_chunk 
 
 	if (!p)
 		return FERRY_ENOENT;
+	wan_best_update(s, now);
 	return (int)fill(s, peer, p, now, MIN(max, (size_t)INT_MAX), NULL, out, NULL);
 }
 
@@ -955,6 +1001,8 @@ int sched_poll_max(struct sched *s, uint64_t now, uint64_t max_bytes, struct sch
 	uint32_t *order = xcalloc(s->npl, sizeof(*order));
 	double *key = xcalloc(s->npl, sizeof(*key));
 	size_t total = 0;
+
+	wan_best_update(s, now);
 
 	for (size_t i = 0; i < s->npl; i++) {
 		const struct peer *p = s->peers[s->plist[i]];
@@ -1275,6 +1323,8 @@ int sched_peer_remove(struct sched *s, uint32_t peer, uint64_t now)
 		}
 	}
 	s->peers[peer] = NULL;
+	if (s->wan_best == peer)
+		s->wan_best = NONE;
 	if (p->link == SCHED_LAN)
 		members_rebuild(s, now);
 	else
@@ -1612,6 +1662,7 @@ struct sched *sched_new(const struct sched_params *p, const uint8_t self_id[stat
 	s->tabseed = rng_next(s);
 	s->lvl = xcalloc(SCHED_PEER_MAX + 1, sizeof(*s->lvl));
 	s->freereq = NONE;
+	s->wan_best = NONE;
 	memcpy(s->members[0].id, self_id, 32);
 	s->members[0].h = fold(self_id);
 	s->members[0].peer = NONE;

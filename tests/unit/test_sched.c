@@ -419,6 +419,48 @@ static struct sched *endgame_wan_setup(struct sched_chunk *chunks, struct sched_
 	return s;
 }
 
+/*
+ * A WAN peer far slower than the fastest WAN peer (a node of another site,
+ * two WAN links away) is not asked for chunks the fastest holds while the
+ * fastest delivers; once the fastest has been silent for stall_min_ms it is.
+ */
+static void test_wan_slow_peer(void **state)
+{
+	struct sched_chunk *chunks = mkchunks(17, 40, 256 * KIB);
+	struct sched_chunk out[8];
+	struct sched_reqs cancel = {0};
+	struct sched *s = new_sched(9);
+	uint8_t bits[5];
+	int n;
+
+	(void)state;
+	assert_int_equal(sched_want(s, 1, chunks, 40, NULL, 0), 0);
+	bits_range(bits, 5, 0, 40);
+	for (uint32_t h = 1; h <= 2; h++) {
+		add_peer(s, h, 20 + h, SCHED_WAN, 0);
+		assert_int_equal(sched_peer_have(s, h, 1, bits, 40, 0), 0);
+		assert_int_equal(sched_peer_rtt(s, h, 200000), 0);
+	}
+	/* Peer 2 delivers one chunk in 3 s (87 kB/s), peer 1 a MiB a second. */
+	assert_int_equal(sched_next(s, 2, 0, out, 1), 1);
+	assert_int_equal(sched_chunk_done(s, 2, out[0].id, 3000, &cancel), 0);
+	for (uint64_t t = 0; t < 3000; t += 1000) {
+		n = sched_next(s, 1, t, out, 4);
+		assert_true(n > 0);
+		for (int i = 0; i < n; i++)
+			assert_int_equal(sched_chunk_done(s, 1, out[i].id, t + 1000, &cancel), 0);
+	}
+	assert_int_equal(cancel.n, 0);
+	/* Peer 1 delivered at 3000: peer 2 gets nothing, peer 1 more. */
+	assert_int_equal(sched_next(s, 2, 3100, out, 4), 0);
+	assert_true(sched_next(s, 1, 3100, out, 4) > 0);
+	/* Peer 1 silent for longer than stall_min_ms: peer 2 is asked again. */
+	assert_true(sched_next(s, 2, 3000 + 3001, out, 4) > 0);
+	sched_reqs_free(&cancel);
+	sched_free(s);
+	free(chunks);
+}
+
 static void test_endgame_wan(void **state)
 {
 	struct sched_chunk *chunks = mkchunks(13, 4, 256 * KIB);
@@ -1299,6 +1341,7 @@ int main(void)
 	    cmocka_unit_test(test_stall_reissue),
 	    cmocka_unit_test(test_endgame),
 	    cmocka_unit_test(test_endgame_wan),
+	    cmocka_unit_test(test_wan_slow_peer),
 	    cmocka_unit_test(test_wan_silent_no_stall),
 	    cmocka_unit_test(test_abandon),
 	    cmocka_unit_test(test_bad_chunk_bans),
