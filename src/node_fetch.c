@@ -1127,15 +1127,23 @@ static void chunk_verified(struct node *n, struct verify_job *j, struct npeer *p
 	storeq_put(n->sq, j->id, j->enc, j->len);
 }
 
+void node__reading_update(struct npeer *p)
+{
+	if (p->c != NULL)
+		peer_conn_set_reading(p->c, !p->read_paused && !p->verify_paused);
+}
+
 /* Reading resumes on the peers the check backlog held, unless a rate limit holds them too. */
 static void verify_resume(struct node *n)
 {
+	if (!n->verify_holding)
+		return;
+	n->verify_holding = false;
 	for (struct npeer *p = n->peers; p != NULL; p = p->next) {
-		if (!p->verify_paused)
-			continue;
-		p->verify_paused = false;
-		if (p->c != NULL && !p->read_paused)
-			peer_conn_set_reading(p->c, true);
+		if (p->verify_paused) {
+			p->verify_paused = false;
+			node__reading_update(p);
+		}
 	}
 }
 
@@ -1209,10 +1217,9 @@ static void on_read_timer(uv_timer_t *t)
 {
 	struct npeer *p = t->data;
 
-	if (p->c != NULL && p->read_paused) {
+	if (p->read_paused) {
 		p->read_paused = false;
-		if (!p->verify_paused)
-			peer_conn_set_reading(p->c, true);
+		node__reading_update(p);
 	}
 }
 
@@ -1246,7 +1253,7 @@ void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg 
 	wait = ratelimit_charge(n->rl, RL_DOWN, rl_class(p), d->len + 32, now);
 	if (wait > 0 && !p->read_paused) {
 		p->read_paused = true;
-		peer_conn_set_reading(p->c, false);
+		node__reading_update(p);
 		uv_timer_start(&p->read_timer, on_read_timer, wait, 0);
 	}
 	if (r == NULL)
@@ -1283,8 +1290,8 @@ void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg 
 	free(r);
 	if (n->verify_bytes >= VERIFY_QUEUE_MAX && !p->verify_paused) {
 		p->verify_paused = true;
-		if (!p->read_paused)
-			peer_conn_set_reading(p->c, false);
+		n->verify_holding = true;
+		node__reading_update(p);
 	}
 }
 

@@ -250,6 +250,7 @@ struct node {
 
 	unsigned pending_work; /* uv_queue_work and storeq jobs not finished */
 	size_t verify_bytes;   /* received chunk bytes waiting for or in their check */
+	bool verify_holding;   /* some peer has verify_paused set */
 	bool stopping;
 	bool net_freed;
 	bool sq_closed;
@@ -331,6 +332,8 @@ void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg 
 void node__on_chunk_none(struct node *n, struct npeer *p, const struct wire_msg *m);
 void node__on_cancel(struct node *n, struct npeer *p, const struct wire_msg *m);
 void node__serve_pump(struct npeer *p);
+/* Read from p's connection unless the rate limiter or the check backlog holds it. */
+void node__reading_update(struct npeer *p);
 void node__fetch_tick(struct node *n);
 /* Ask sched for requests and send them. */
 void node__fetch_poll(struct node *n);

@@ -95,7 +95,7 @@ static void wake_peers(struct node *n, const uint64_t before[2][2])
 		if (p->read_paused) {
 			uv_timer_stop(&p->read_timer);
 			p->read_paused = false;
-			peer_conn_set_reading(p->c, true);
+			node__reading_update(p);
 		}
 		if (p->send_waiting) {
 			uv_timer_stop(&p->send_timer);
