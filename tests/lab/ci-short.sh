@@ -31,30 +31,16 @@ fi
 
 # On failure, show what the daemons said.
 lab_on_down() {
-	local f
 	[ "$1" -eq 0 ] && return 0
-	for f in "$LAB_DIR"/ferry/*/ferryd.log "$LAB_DIR"/ferry/*/fetch.log; do
-		[ -f "$f" ] || continue
-		echo "--- ${f#"$LAB_DIR"/}"
-		tail -n 15 "$f"
-	done
+	ferry_logs_tail
 }
 
 lab_up || exit 1
 model=$LAB_DIR/model
-mkdir -p "$model" &&
-	"$FERRY_BUILDDIR/bench/gen_weights" --dtype bf16 --size 8388608 --seed 7 \
-		"$model/model.safetensors" >/dev/null &&
-	echo '{"architectures": ["LabModel"], "torch_dtype": "bfloat16"}' >"$model/config.json" ||
-	exit 1
+ferry_model "$model" 8388608 7 || exit 1
 
 ferry_init || exit 1
-ferry_start hq hq || exit 1
-for s in 1 2; do
-	for n in $(lab_site_nodes "$s"); do
-		ferry_start "$n" "s$s" || exit 1
-	done
-done
+ferry_start_all || exit 1
 
 t0=$(date +%s.%N)
 ferry_publish ci 1 "$model" || {

@@ -125,6 +125,36 @@ EOF
 	return 1
 }
 
+# ferry_start_all: ferry_start on HQ and on every node of every site (the
+# site named sS), as the lab was built.
+ferry_start_all() {
+	local s n
+	ferry_start hq hq || return 1
+	for s in $(seq 1 "$LAB_SITES"); do
+		for n in $(lab_site_nodes "$s"); do
+			ferry_start "$n" "s$s" || return 1
+		done
+	done
+}
+
+# ferry_model DIR BYTES SEED: a bf16 safetensors file of BYTES plus a config.json in DIR.
+ferry_model() {
+	mkdir -p "$1" &&
+		"$FERRY_BUILDDIR/bench/gen_weights" --dtype bf16 --size "$2" --seed "$3" \
+			"$1/model.safetensors" >/dev/null &&
+		echo '{"architectures": ["LabModel"], "torch_dtype": "bfloat16"}' >"$1/config.json"
+}
+
+# ferry_logs_tail: the last lines of every daemon's log and fetch output (for a failure).
+ferry_logs_tail() {
+	local f
+	for f in "$LAB_DIR"/ferry/*/ferryd.log "$LAB_DIR"/ferry/*/fetch.log; do
+		[ -f "$f" ] || continue
+		echo "--- ${f#"$LAB_DIR"/}"
+		tail -n 15 "$f"
+	done
+}
+
 # ferry_stop: stop every daemon ferry_start started (SIGTERM) and wait for them.
 ferry_stop() {
 	local p

@@ -42,31 +42,17 @@ fi
 
 # On failure, show what the daemons said.
 lab_on_down() {
-	local f
 	[ "$1" -eq 0 ] && return 0
 	cat "$LAB_DIR/outages"
-	for f in "$LAB_DIR"/ferry/*/ferryd.log "$LAB_DIR"/ferry/*/fetch.log; do
-		[ -f "$f" ] || continue
-		echo "--- ${f#"$LAB_DIR"/}"
-		tail -n 15 "$f"
-	done
+	ferry_logs_tail
 }
 
 lab_up || exit 1
 model=$LAB_DIR/model
-mkdir -p "$model" &&
-	"$FERRY_BUILDDIR/bench/gen_weights" --dtype bf16 --size 25165824 --seed 11 \
-		"$model/model.safetensors" >/dev/null &&
-	echo '{"architectures": ["LabModel"], "torch_dtype": "bfloat16"}' >"$model/config.json" ||
-	exit 1
+ferry_model "$model" 25165824 11 || exit 1
 
 ferry_init || exit 1
-ferry_start hq hq || exit 1
-for s in 1 2; do
-	for n in $(lab_site_nodes "$s"); do
-		ferry_start "$n" "s$s" || exit 1
-	done
-done
+ferry_start_all || exit 1
 
 t0=$(date +%s.%N)
 if ! ferry_publish outage 1 "$model" || [ -z "$FERRY_ENC_BYTES" ]; then
