@@ -116,6 +116,11 @@ struct peer_conn {
 	struct target *target;	       /* the target dialing this conn, or NULL */
 	struct peer_conn *successor;   /* reported once this conn has closed */
 	struct peer_conn *predecessor; /* the conn this one waits for */
+	struct peer_conn *probe;       /* a fresh socket testing this conn's path, or NULL */
+	struct peer_conn *probing;     /* as a probe: the conn it replaces once it connects */
+	uint64_t probe_ms;	       /* when the last probe of this conn started */
+	uint64_t revive_ms;	       /* the last peer_conn_revive call */
+	uint64_t est_ms;	       /* when its handshake completed */
 
 	/* Handshake. */
 	struct session_hs *hs;
@@ -145,7 +150,7 @@ struct peer_conn {
 	uint64_t ping_nonce;
 	uint64_t ping_stamp_us;
 	bool ping_out;
-	double srtt_ms, rtt_last_ms;
+	double srtt_ms, rtt_last_ms, rtt_min_ms;
 	uint64_t rtt_samples;
 
 	/* A MANIFEST past MSG_SMALL_MAX is being received (counted in net->big_msgs). */
@@ -203,6 +208,7 @@ struct peer_net {
 };
 
 static void conn_close(struct peer_conn *c, int reason);
+static void conn_probe(struct peer_conn *c, uint64_t now);
 static void conn_flush(struct peer_conn *c);
 static void conn_feed(struct peer_conn *c, const uint8_t *p, size_t n);
 static void target_dial(struct target *t);
@@ -341,13 +347,27 @@ static void conn_free(struct peer_conn *c)
 
 static void report_up(struct peer_conn *c);
 
-/* Wake the targets that waited because their node was up through another conn. */
-static void wake_covered(struct peer_net *net, const uint8_t *id)
+static void target_fire(uv_timer_t *timer);
+
+/*
+ * Wake the targets that waited because their node was up through another
+ * conn: at once, or after delay_ms (the peer closed the conn and may be
+ * dialing us again: peer_conn_revive).
+ */
+static void wake_covered(struct peer_net *net, const uint8_t *id, uint64_t delay_ms)
 {
-	for (struct target *t = net->targets; t != NULL; t = t->next)
-		if (t->state == PEER_TARGET_COVERED && t->has_id &&
-		    memcmp(t->id, id, NODEKEY_LEN) == 0)
+	for (struct target *t = net->targets; t != NULL; t = t->next) {
+		if (t->state != PEER_TARGET_COVERED || !t->has_id ||
+		    memcmp(t->id, id, NODEKEY_LEN) != 0)
+			continue;
+		if (delay_ms == 0) {
 			target_dial(t);
+			continue;
+		}
+		t->state = PEER_TARGET_BACKOFF;
+		t->retry_at_ms = uv_now(net->loop) + delay_ms;
+		uv_timer_start(&t->timer, target_fire, delay_ms, 0);
+	}
 }
 
 static void conn_handle_closed(uv_handle_t *h)
@@ -374,7 +394,7 @@ static void conn_handle_closed(uv_handle_t *h)
 		if (succ->state == C_UP && !net->closing)
 			report_up(succ);
 	} else if (c->reported && !net->closing && peer_net_conn_by_id(net, c->id) == NULL) {
-		wake_covered(net, c->id);
+		wake_covered(net, c->id, c->down_reason == FERRY_EIO ? PEER_REPLACE_MS : 0);
 	}
 	conn_free(c);
 }
@@ -387,11 +407,17 @@ static void conn_shutdown_done(uv_shutdown_t *req, int status)
 	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
 
+enum close_how {
+	CLOSE_NOW,
+	CLOSE_FLUSH, /* queued writes go out first (uv_shutdown) */
+	CLOSE_RESET, /* RST at once, ahead of unacknowledged data (SO_LINGER 0) */
+};
+
 /*
  * Begin closing c. The loop calls conn_handle_closed for both handles and
- * that reports on_down. With flush, queued writes go out first (uv_shutdown).
+ * that reports on_down.
  */
-static void conn_close_ex(struct peer_conn *c, int reason, bool flush)
+static void conn_close_ex(struct peer_conn *c, int reason, enum close_how how)
 {
 	struct peer_net *net = c->net;
 	enum conn_state was = c->state;
@@ -407,7 +433,7 @@ static void conn_close_ex(struct peer_conn *c, int reason, bool flush)
 			net->st.unauth--;
 		else
 			net->st.dialing--;
-		if (reason != FERRY_ECANCELED)
+		if (reason != FERRY_ECANCELED && c->probing == NULL)
 			net->st.hs_failed++;
 	} else if (was == C_UP && c->reported) {
 		net->st.up--;
@@ -415,6 +441,17 @@ static void conn_close_ex(struct peer_conn *c, int reason, bool flush)
 	mq_drop(&c->ctrl);
 	mq_drop(&c->bulk);
 	c->queued = 0;
+	if (c->probing != NULL) {
+		c->probing->probe = NULL;
+		c->probing = NULL;
+	}
+	if (c->probe != NULL) {
+		struct peer_conn *probe = c->probe;
+
+		c->probe = NULL;
+		probe->probing = NULL;
+		conn_close(probe, FERRY_ECANCELED);
+	}
 	if (c->target != NULL) {
 		struct target *t = c->target;
 
@@ -424,17 +461,19 @@ static void conn_close_ex(struct peer_conn *c, int reason, bool flush)
 			target_conn_gone(t, c, reason);
 	}
 	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
-	if (flush) {
+	if (how == CLOSE_FLUSH) {
 		c->shutdown_req.data = c;
 		if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_shutdown_done) == 0)
 			return;
 	}
+	if (how == CLOSE_RESET && uv_tcp_close_reset(&c->tcp, conn_handle_closed) == 0)
+		return;
 	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
 
 static void conn_close(struct peer_conn *c, int reason)
 {
-	conn_close_ex(c, reason, false);
+	conn_close_ex(c, reason, CLOSE_NOW);
 }
 
 /* Sockets */
@@ -645,6 +684,7 @@ static void conn_got_pong(struct peer_conn *c, const struct wire_ping *p)
 	sample = (double)(now_us() - c->ping_stamp_us) / 1000.0;
 	c->rtt_last_ms = sample;
 	c->srtt_ms = c->rtt_samples == 0 ? sample : c->srtt_ms + (sample - c->srtt_ms) / 8;
+	c->rtt_min_ms = c->rtt_samples == 0 ? sample : MIN(c->rtt_min_ms, sample);
 	c->rtt_samples++;
 }
 
@@ -726,6 +766,14 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	c->bytes_in += (uint64_t)n;
 	c->last_seen_ms = uv_now(c->net->loop);
+	if (c->probe != NULL) {
+		/* The old path answers after all: keep it. */
+		struct peer_conn *probe = c->probe;
+
+		c->probe = NULL;
+		probe->probing = NULL;
+		conn_close(probe, FERRY_ECANCELED);
+	}
 	if (c->state == C_UP)
 		conn_feed(c, (const uint8_t *)buf->base, (size_t)n);
 	else {
@@ -895,6 +943,13 @@ out:
 	return rc;
 }
 
+/*
+ * Which of two conns to the same node stays, decided alike at both ends: the
+ * one dialed by the lower node id; between two the same node dialed, the
+ * newer if they came up PEER_REPLACE_MS apart (the dialer replaced a conn
+ * whose path had broken, peer_conn_revive, and our end missed its reset),
+ * else the lower session hash.
+ */
 static bool is_better(const struct peer_conn *a, const struct peer_conn *b)
 {
 	const uint8_t *self = a->net->key.pk;
@@ -903,6 +958,10 @@ static bool is_better(const struct peer_conn *a, const struct peer_conn *b)
 
 	if (cmp != 0)
 		return cmp < 0;
+	if (a->est_ms >= b->est_ms + PEER_REPLACE_MS)
+		return true;
+	if (b->est_ms >= a->est_ms + PEER_REPLACE_MS)
+		return false;
 	return memcmp(a->hash, b->hash, SESSION_HASH_LEN) < 0;
 }
 
@@ -973,6 +1032,7 @@ static void conn_established(struct peer_conn *c)
 	else
 		net->st.dialing--;
 	c->state = C_UP;
+	c->est_ms = uv_now(net->loop);
 	uv_timer_stop(&c->timer);
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	c->reading = false;
@@ -1102,7 +1162,7 @@ static void conn_hs_input(struct peer_conn *c)
 		if (rc == FERRY_EVERSION) {
 			/* Send message 3 anyway, so the responder logs the mismatch too. */
 			if (conn_hs_write(c, true) == 0) {
-				conn_close_ex(c, rc, true);
+				conn_close_ex(c, rc, CLOSE_FLUSH);
 				return;
 			}
 		}
@@ -1297,6 +1357,65 @@ static void target_connect_next(struct target *t, int last)
 				   : ferry_errf(FERRY_ENOENT, "%s has no usable address", t->host));
 }
 
+/*
+ * Whether c's path looks broken: a ping has gone unanswered for
+ * PEER_PROBE_AFTER_MS (at least 3 RTT) and nothing at all arrived since.
+ */
+static bool conn_silent(const struct peer_conn *c, uint64_t now)
+{
+	return c->state == C_UP && c->reported && !c->paused && c->ping_out &&
+	       c->last_seen_ms < c->last_ping_ms &&
+	       now - c->last_ping_ms >= MAX((uint64_t)PEER_PROBE_AFTER_MS, (uint64_t)(3 * c->srtt_ms));
+}
+
+/*
+ * probe reached the node of the conn it probes: that conn's path works again
+ * but its TCP is still waiting out backed-off retransmission timers. Reset
+ * it (its peer learns at once) and carry on with the handshake on probe,
+ * which takes over its target.
+ */
+static void probe_connected(struct peer_conn *probe)
+{
+	struct peer_conn *old = probe->probing;
+	struct peer_net *net = probe->net;
+	uint64_t now = uv_now(net->loop);
+	char ids[ID_SHORT_LEN];
+
+	probe->probing = NULL;
+	old->probe = NULL;
+	if (old->target != NULL) {
+		probe->target = old->target;
+		probe->target->conn = probe;
+		old->target = NULL;
+	}
+	net->st.revived++;
+	log_info(LOG_PEER,
+		 "peer %s (%s): nothing received for %.1f s but the path answers again: "
+		 "replacing the connection with a fresh one",
+		 id_str(ids, old->id), old->addr,
+		 (double)(now - old->last_seen_ms) / 1000);
+	conn_close_ex(old,
+		      ferry_errf(FERRY_ETIMEDOUT,
+				 "nothing received for %.1f s; replaced by a fresh connection",
+				 (double)(now - old->last_seen_ms) / 1000),
+		      CLOSE_RESET);
+	conn_deadline(probe);
+	conn_start_hs(probe);
+	/*
+	 * Our link is back, most likely: the other conns being probed need not
+	 * wait out a lost SYN, and the other silent WAN conns are in TCP backoff
+	 * just the same, whether data is owed on them or only a ping.
+	 */
+	for (struct peer_conn *o = net->conns; o != NULL; o = o->next) {
+		if (o->probe != NULL) {
+			conn_close(o->probe, FERRY_ECANCELED);
+			conn_probe(o, now);
+		} else if (o->link == PEER_LINK_WAN && conn_silent(o, now)) {
+			conn_probe(o, now);
+		}
+	}
+}
+
 static void conn_on_connect(uv_connect_t *req, int status)
 {
 	struct peer_conn *c =
@@ -1304,6 +1423,13 @@ static void conn_on_connect(uv_connect_t *req, int status)
 
 	if (c->state != C_CONNECTING)
 		return;
+	if (c->probing != NULL) {
+		if (status < 0)
+			conn_close(c, uv_err(status, "probing", c->addr));
+		else
+			probe_connected(c);
+		return;
+	}
 	if (status < 0) {
 		char where[WIRE_ADDR_MAX + 8];
 
@@ -1682,6 +1808,78 @@ void peer_conn_ping(struct peer_conn *c)
 {
 	if (c->state == C_UP)
 		conn_send_ping(c);
+}
+
+/*
+ * How long a probe of c may take to connect: its SYN crosses a path that has
+ * just come back, with empty queues, so 3 times c's lowest RTT (the smoothed
+ * one grows with the queue of a busy link).
+ */
+static uint64_t probe_wait(const struct peer_conn *c)
+{
+	return MAX((uint64_t)PEER_PROBE_MS, (uint64_t)(3 * c->rtt_min_ms));
+}
+
+/* A probe did not connect in time: the next one goes out now while revival is wanted. */
+static void probe_timeout(uv_timer_t *t)
+{
+	struct peer_conn *c = t->data, *old = c->probing;
+	uint64_t now = uv_now(c->net->loop);
+
+	conn_close(c, ferry_errf(FERRY_ETIMEDOUT, "%s: no answer to a probe", c->addr));
+	if (old != NULL && old->state == C_UP && now - old->revive_ms <= PEER_REVIVE_HOLD_MS)
+		conn_probe(old, now);
+}
+
+/* Dial c's node again on a fresh socket, at the address c reached it on. */
+static void conn_probe(struct peer_conn *c, uint64_t now)
+{
+	struct peer_net *net = c->net;
+	struct sockaddr_storage ss;
+	struct peer_conn *probe;
+	int len = sizeof(ss), rc;
+
+	if (!c->inbound) {
+		if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+			return;
+	} else if (c->hello.listen_port == 0 ||
+		   (uv_ip4_addr(c->host, c->hello.listen_port, (struct sockaddr_in *)&ss) != 0 &&
+		    uv_ip6_addr(c->host, c->hello.listen_port, (struct sockaddr_in6 *)&ss) != 0)) {
+		return;
+	}
+	if ((probe = conn_new(net, false)) == NULL)
+		return;
+	c->probe_ms = now;
+	c->probe = probe;
+	probe->probing = c;
+	snprintf(probe->addr, sizeof(probe->addr), "%s", c->addr);
+	net->st.dialing++;
+	net->st.probes++;
+	probe->state = C_CONNECTING;
+	uv_timer_start(&probe->timer, probe_timeout, probe_wait(c), 0);
+	rc = uv_tcp_connect(&probe->connect_req, &probe->tcp, (struct sockaddr *)&ss,
+			    conn_on_connect);
+	if (rc != 0)
+		conn_close(probe, uv_err(rc, "cannot probe", c->addr));
+}
+
+void peer_conn_revive(struct peer_conn *c)
+{
+	uint64_t now = uv_now(c->net->loop);
+
+	if (c->state != C_UP || !c->reported || c->paused)
+		return;
+	c->revive_ms = now;
+	if (c->probe != NULL)
+		return;
+	if (!c->ping_out) {
+		conn_send_ping(c);
+		return;
+	}
+	/* Anything since the ping, or not long enough: the path may be fine. */
+	if (!conn_silent(c, now) || now - c->probe_ms < probe_wait(c))
+		return;
+	conn_probe(c, now);
 }
 
 void peer_conn_close(struct peer_conn *c, int reason)

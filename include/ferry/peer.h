@@ -76,6 +76,14 @@ struct peer_conn;
 #define PEER_BACKOFF_JITTER_PCT 25
 /* A connection that stayed up this long resets its target's backoff. */
 #define PEER_STABLE_MS 30000
+/* peer_conn_revive: a ping unanswered this long (at least 3 RTT) means the path is broken, */
+#define PEER_PROBE_AFTER_MS 2000
+/* a probe that does not connect within this (at least 3 lowest RTT) gives way to the next while
+ * peer_conn_revive was called within PEER_REVIVE_HOLD_MS, */
+#define PEER_PROBE_MS	    500
+#define PEER_REVIVE_HOLD_MS 1500
+/* and a conn that came up this much later than another from the same dialer replaces it. */
+#define PEER_REPLACE_MS 2000
 
 /* The link class, decided by the daemon (from the site in the hello). */
 enum peer_link {
@@ -222,6 +230,8 @@ struct peer_net_stats {
 	uint64_t refused_cap; /* of those, closed at once by the unauth_max cap */
 	uint64_t hs_failed;   /* handshakes that failed or timed out */
 	uint64_t duplicates;  /* conns closed as duplicates */
+	uint64_t probes;      /* fresh sockets dialed by peer_conn_revive */
+	uint64_t revived;     /* of those, connected: the conn they probed was replaced */
 };
 void peer_net_stats(const struct peer_net *net, struct peer_net_stats *out);
 
@@ -246,6 +256,23 @@ size_t peer_conn_queued(const struct peer_conn *c);
 
 /* Send a PING now (besides the periodic ones). */
 void peer_conn_ping(struct peer_conn *c);
+
+/*
+ * c owes us data and has sent nothing for a while: check its path, and if it
+ * is broken, reconnect. Call it again while that lasts (every second, say).
+ * The first call pings c. Once a ping has gone unanswered for
+ * PEER_PROBE_AFTER_MS with nothing received, c's node is dialed again on a
+ * fresh socket (an inbound c at its IP and hello listen port), a new one each
+ * PEER_PROBE_MS (at least 3 times c's lowest RTT) until one connects or the
+ * calls stop. When a probe connects, c is reset (its peer gets a TCP
+ * RST at once) and closed with FERRY_ETIMEDOUT, and the probe goes on as a
+ * new conn to the same node, taking over c's target: on_down(c), then
+ * on_up(probe). This is for links that were down for a while: TCP on both
+ * ends has backed off its retransmissions exponentially and would sit idle
+ * for seconds after the link returns. Does nothing while reading is stopped,
+ * and a probe is dropped when c receives anything.
+ */
+void peer_conn_revive(struct peer_conn *c);
 
 /*
  * Close c; on_down(c, reason) follows from the loop. reason is a negative

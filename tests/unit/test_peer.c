@@ -1166,6 +1166,84 @@ static void test_reconnect(void **state)
 	assert_loop_clean();
 }
 
+/* Calls peer_conn_revive on a's conn every 100 ms while the loop runs. */
+static void revive_cb(uv_timer_t *t)
+{
+	struct tnode *a = t->data;
+
+	if (a->conn != NULL)
+		peer_conn_revive(a->conn);
+}
+
+static bool got_manifest_req(void *arg)
+{
+	return ((struct tnode *)arg)->n_manifest_req > 0;
+}
+
+static bool revived_and_up(void *arg)
+{
+	struct tnode **p = arg;
+
+	return p[0]->ups == 2 && p[0]->conn != NULL && p[1]->ups == 2 && p[1]->conn != NULL;
+}
+
+/*
+ * A conn whose peer answers is left alone; one whose peer has gone silent
+ * (here: b stops reading, so a's ping gets no answer) is replaced by a fresh
+ * connection, at both ends, and the fresh one carries messages.
+ */
+static void test_revive(void **state)
+{
+	struct tnode a, b, *pair[2] = {&a, &b};
+	struct peer_net_config ca, cb;
+	struct wire_msg m = {.type = WIRE_MANIFEST_REQ};
+	struct peer_conn *old;
+	uv_timer_t timer;
+
+	(void)state;
+	node_init(&a, "a");
+	node_init(&b, "b");
+	ca = node_config(&a, false);
+	cb = node_config(&b, true);
+	node_start(&a, &ca);
+	node_start(&b, &cb);
+	assert_int_equal(
+	    peer_net_dial(a.net, "127.0.0.1", peer_net_port(b.net), NULL, PEER_DIAL_PERSISTENT), 0);
+	run_until(both_up, pair);
+	uv_timer_init(loop, &timer);
+	timer.data = &a;
+	uv_timer_start(&timer, revive_cb, 100, 100);
+
+	/* b answers the pings: nothing happens. */
+	run_for(PEER_PROBE_AFTER_MS + 1000);
+	assert_int_equal(net_stats(&a).probes, 0);
+	assert_int_equal(a.ups, 1);
+	assert_int_equal(a.downs, 0);
+
+	/* b falls silent: a probes, connects, and replaces the conn. */
+	old = b.conn;
+	peer_conn_set_reading(b.conn, false);
+	run_until(revived_and_up, pair);
+	assert_int_equal(net_stats(&a).revived, 1);
+	assert_int_equal(a.downs, 1);
+	assert_int_equal(a.last_down, FERRY_ETIMEDOUT);
+	/* b never read the reset of the old conn: the newer one from the same dialer won. */
+	assert_int_equal(b.downs, 1);
+	assert_int_equal(b.last_down, FERRY_EEXIST);
+	assert_ptr_not_equal(b.conn, old);
+	assert_int_equal(target_of(&a).state, PEER_TARGET_UP);
+	m.manifest_req.version = 7;
+	strcpy(m.manifest_req.name, "llm");
+	assert_int_equal(peer_conn_send(a.conn, &m), 0);
+	run_until(got_manifest_req, &b);
+	assert_string_equal(b.got_req.name, "llm");
+
+	uv_close((uv_handle_t *)&timer, NULL);
+	node_free(&a);
+	node_free(&b);
+	assert_loop_clean();
+}
+
 static void test_addr(void **state)
 {
 	char host[64];
@@ -1234,6 +1312,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_big_message_budget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_duplicate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revive, setup, teardown),
 	    cmocka_unit_test(test_addr),
 	    cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
 	};
