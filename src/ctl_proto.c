@@ -491,6 +491,8 @@ static const struct field status_fields[] = {
     {"tx_wan", F_U64, ST(node.tx_wan)},
     {"chunks_verified", F_U64, ST(node.chunks_verified)},
     {"chunks_rejected", F_U64, ST(node.chunks_rejected)},
+    {"reconnects", F_U64, ST(node.reconnects)},
+    {"resumed_bytes", F_U64, ST(node.resumed_bytes)},
     {"ferryd_version", F_STR, ST(ferryd_version)},
     {"limit_download_bps", F_U64, ST(node.limit_download)},
     {"limit_upload_bps", F_U64, ST(node.limit_upload)},

@@ -764,6 +764,8 @@ static int on_status(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
 	}
 	ctl_out_uint(c->out, "chunks_verified", "chunks verified", n->chunks_verified);
 	ctl_out_uint(c->out, "chunks_rejected", "chunks rejected", n->chunks_rejected);
+	ctl_out_uint(c->out, "reconnects", "reconnects", n->reconnects);
+	ctl_out_bytes(c->out, "resumed_bytes", "resumed", n->resumed_bytes);
 	status_limits(c, n);
 	if (n->store_error != NULL)
 		ctl_out_str(c->out, "store_error", "store error", n->store_error);

@@ -204,6 +204,12 @@ char *metrics_render(const struct metrics_snapshot *s, size_t *len)
 	       "Chunks received from peers that matched their id.", s->chunks_verified);
 	scalar(&b, "ferry_chunks_rejected_total", "counter",
 	       "Chunks received from peers that did not match their id.", s->chunks_rejected);
+	scalar(&b, "ferry_peer_reconnects_total", "counter",
+	       "Peer connections replaced by a fresh one after their path went silent.",
+	       s->reconnects);
+	scalar(&b, "ferry_resumed_bytes_total", "counter",
+	       "Chunk bytes kept across a dropped connection and not fetched again.",
+	       s->resumed_bytes);
 	header(&b, "ferry_peers", "gauge", "Known peers by connection state.");
 	for (size_t i = 0; i < s->npeers; i++) {
 		sb_printf(&b, "ferry_peers{state=\"");

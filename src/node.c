@@ -566,6 +566,7 @@ void node_status(struct node *n, struct node_status *out)
 {
 	struct store_stats ss = {0};
 	char msg[sizeof(n->store_error)];
+	struct peer_net_stats ps;
 
 	memset(out, 0, sizeof(*out));
 	memcpy(out->node_id, n->key.pk, 32);
@@ -590,6 +591,9 @@ void node_status(struct node *n, struct node_status *out)
 	out->tx_wan = n->tx_link[1];
 	out->chunks_verified = n->chunks_verified;
 	out->chunks_rejected = n->chunks_rejected;
+	peer_net_stats(n->net, &ps);
+	out->reconnects = ps.revived;
+	out->resumed_bytes = n->resumed_bytes;
 	if (n->sq != NULL && storeq_error(n->sq, msg, sizeof(msg)))
 		snprintf(n->store_error, sizeof(n->store_error), "%s", msg);
 	out->store_error = n->store_error[0] ? n->store_error : NULL;

@@ -471,6 +471,8 @@ static struct metrics_snapshot *snapshot(struct node *n)
 	s->tx_bytes[METRICS_WAN] = st.tx_wan;
 	s->chunks_verified = st.chunks_verified;
 	s->chunks_rejected = st.chunks_rejected;
+	s->reconnects = st.reconnects;
+	s->resumed_bytes = st.resumed_bytes;
 	s->store_bytes = st.store_bytes;
 	s->store_chunks = st.store_chunks;
 	s->fs_free = st.fs_free;

@@ -673,8 +673,105 @@ static void req_send(struct npeer *p, const struct nreq *r)
 
 	m.chunk_req.req = r->req;
 	memcpy(m.chunk_req.id, r->id, 32);
-	m.chunk_req.offset = 0;
+	m.chunk_req.offset = r->got;
 	send_msg(p, &m);
+}
+
+/* ---- partly received chunks ---- */
+
+static void part_free(struct node *n, struct npart **pp)
+{
+	struct npart *t = *pp;
+
+	*pp = t->next;
+	n->part_bytes -= t->total;
+	free(t->buf);
+	free(t);
+}
+
+/*
+ * p went down in the middle of chunk request r: keep what arrived, so that
+ * whichever peer is asked for the chunk next (p's node after a reconnect, or
+ * another holder: every holder stores the publisher's encoded bytes) sends
+ * only the rest. The oldest go first beyond NODE_PART_MAX.
+ */
+static void part_keep(struct node *n, const struct npeer *p, struct nreq *r)
+{
+	struct npart *t, **pp;
+
+	if (r->piece != NULL || r->got == 0 || r->got >= r->total || r->total > NODE_PART_MAX)
+		return;
+	for (pp = &n->parts; *pp != NULL; pp = &(*pp)->next) {
+		if (memcmp((*pp)->id, r->id, 32) == 0) {
+			if ((*pp)->got >= r->got)
+				return;
+			part_free(n, pp);
+			break;
+		}
+	}
+	t = xcalloc(1, sizeof(*t));
+	memcpy(t->id, r->id, 32);
+	memcpy(t->node, p->id, 32);
+	t->buf = r->buf;
+	t->total = r->total;
+	t->got = r->got;
+	t->kept_ms = node__now(n);
+	r->buf = NULL;
+	t->next = n->parts;
+	n->parts = t;
+	n->part_bytes += t->total;
+	while (n->part_bytes > NODE_PART_MAX) {
+		for (pp = &n->parts; (*pp)->next != NULL; pp = &(*pp)->next)
+			;
+		part_free(n, pp);
+	}
+}
+
+/*
+ * A new request r of p: start it where a part of its chunk ends. When the part
+ * came from another node and the chunk then fails its check, neither is
+ * blamed (chunk_verified).
+ */
+static void part_resume(struct node *n, const struct npeer *p, struct nreq *r)
+{
+	for (struct npart **pp = &n->parts; *pp != NULL; pp = &(*pp)->next) {
+		struct npart *t = *pp;
+
+		if (memcmp(t->id, r->id, 32) != 0)
+			continue;
+		if (t->total == r->want_len) {
+			r->buf = t->buf;
+			r->total = t->total;
+			r->got = t->got;
+			r->mixed = memcmp(t->node, p->id, 32) != 0;
+			t->buf = NULL;
+			n->resumed_bytes += t->got;
+		}
+		part_free(n, pp);
+		return;
+	}
+}
+
+/* The chunk id arrived whole: a part of it is of no use any more. */
+static void part_drop(struct node *n, const uint8_t id[32])
+{
+	for (struct npart **pp = &n->parts; *pp != NULL; pp = &(*pp)->next) {
+		if (memcmp((*pp)->id, id, 32) == 0) {
+			part_free(n, pp);
+			return;
+		}
+	}
+}
+
+/* Parts older than NODE_PART_MS: nobody was asked for their chunk since. */
+static void part_expire(struct node *n, uint64_t now)
+{
+	for (struct npart **pp = &n->parts; *pp != NULL;) {
+		if (now - (*pp)->kept_ms >= NODE_PART_MS)
+			part_free(n, pp);
+		else
+			pp = &(*pp)->next;
+	}
 }
 
 /* Whether p is one of the last peers that failed piece i of v. */
@@ -777,6 +874,7 @@ void node__fetch_poll(struct node *n)
 			continue;
 		r = req_new(p, reqs.v[i].id);
 		r->want_len = reqs.v[i].len;
+		part_resume(n, p, r);
 		req_send(p, r);
 	}
 	sched_reqs_free(&reqs);
@@ -826,6 +924,7 @@ void node__peer_down_fetch(struct node *n, struct npeer *p)
 		p->reqs = r->next;
 		if (r->piece != NULL)
 			r->piece->piece_asked[r->piece_idx] = 0;
+		part_keep(n, p, r);
 		free(r->buf);
 		free(r);
 	}
@@ -984,6 +1083,7 @@ struct verify_job {
 	size_t len;
 	struct nver *piece; /* NULL for a chunk */
 	uint32_t piece_idx;
+	bool mixed;		/* assembled from two nodes' data (nreq.mixed) */
 	struct chunk_ref *refs; /* a piece's decoded entries */
 	size_t nrefs;
 	int rc;
@@ -1100,6 +1200,17 @@ static void chunk_verified(struct node *n, struct verify_job *j, struct npeer *p
 	uint64_t now = node__now(n);
 	char pid[ID_SHORT_LEN], cid[ID_SHORT_LEN];
 
+	if (j->rc < 0 && j->mixed) {
+		log_warn(LOG_FETCH,
+			 "chunk %s, resumed from data another peer sent before it dropped and "
+			 "finished by peer %s, is bad: %s; fetching it again whole, blaming "
+			 "neither",
+			 sid(cid, j->id), sid(pid, j->peer_id), j->msg);
+		free(j->enc);
+		if (p != NULL && p->in_sched)
+			sched_chunk_abandon(n->sched, p->h, j->id);
+		return;
+	}
 	if (j->rc < 0) {
 		log_warn(LOG_FETCH, "peer %s sent a bad chunk %s: %s", sid(pid, j->peer_id),
 			 sid(cid, j->id), j->msg);
@@ -1108,6 +1219,7 @@ static void chunk_verified(struct node *n, struct verify_job *j, struct npeer *p
 			peer_offence(n, p, j->id);
 		return;
 	}
+	part_drop(n, j->id);
 	sched_chunk_done(n->sched, p != NULL ? p->h : SCHED_PEER_NONE, j->id, now, &cancel);
 	send_cancel_for(n, &cancel);
 	sched_reqs_free(&cancel);
@@ -1199,6 +1311,7 @@ static void verify_submit(struct node *n, struct npeer *p, struct nreq *r)
 	j->len = r->total;
 	j->piece = r->piece;
 	j->piece_idx = r->piece_idx;
+	j->mixed = r->mixed;
 	r->buf = NULL;
 	rc = uv_queue_work(n->loop, &j->w, verify_work, verify_done);
 	if (rc < 0) {
@@ -1685,6 +1798,23 @@ static uint64_t piece_timeout(struct node *n, struct npeer *p, const struct nreq
 	return t;
 }
 
+/*
+ * WAN peers that owe us data (a request out) and have sent none for
+ * NODE_REVIVE_QUIET_MS get their path checked: after an outage of our link, a
+ * fresh connection gets data moving again at once, where the old one waits
+ * out TCP's backed-off retransmission timer (docs/scheduling.md, "Outages").
+ * The check is a ping first, so a peer that was just asked is no concern.
+ */
+static void revive_quiet(struct node *n, uint64_t now)
+{
+	for (struct npeer *p = n->peers; p != NULL; p = p->next) {
+		if (p->c == NULL || p->lan || p->read_paused || p->verify_paused || p->reqs == NULL)
+			continue;
+		if (now - p->last_data_ms >= NODE_REVIVE_QUIET_MS)
+			peer_conn_revive(p->c);
+	}
+}
+
 void node__fetch_tick(struct node *n)
 {
 	struct sched_reqs cancel = {0};
@@ -1714,6 +1844,8 @@ void node__fetch_tick(struct node *n)
 			free(r);
 		}
 	}
+	revive_quiet(n, now);
+	part_expire(n, now);
 	for (struct nver *v = n->vers; v != NULL; v = v->next)
 		fetch_pieces(n, v);
 	if (now - n->last_ask_ms >= WANT_ASK_MS) {
@@ -1733,6 +1865,8 @@ void node__fetch_init(struct node *n)
 
 void node__fetch_free(struct node *n)
 {
+	while (n->parts != NULL)
+		part_free(n, &n->parts);
 	while (n->vers != NULL) {
 		struct nver *v = n->vers;
 

@@ -52,6 +52,11 @@ struct nver;
 #define NODE_PIECE_TIMEOUT_MS 30000
 /* ...or this long (at least 4 RTT) when a holder that has not failed it is up. */
 #define NODE_PIECE_STALL_MS 4000
+/* Partly received chunks of peers that went down: at most this many bytes, kept this long. */
+#define NODE_PART_MAX (4u << 20)
+#define NODE_PART_MS  600000
+/* A WAN peer that owes us data and sent none this long has its path checked (peer_conn_revive). */
+#define NODE_REVIVE_QUIET_MS 1000
 /* Peers remembered per index piece as having failed it (timeout, CHUNK_NONE, bad data). */
 #define NODE_PIECE_FAILED_MAX 4
 /*
@@ -73,8 +78,22 @@ struct nreq {
 	uint32_t piece_idx;
 	uint8_t *buf; /* reassembly, total bytes */
 	uint32_t total, got;
+	bool mixed; /* its first got bytes came from another node (a resumed part) */
 	uint64_t sent_ms;
 	uint64_t progress_ms; /* sent, or its last data frame */
+};
+
+/*
+ * The received part of a chunk whose peer went down mid-chunk, kept to ask
+ * the same node for the rest (CHUNK_REQ offset) once it is back.
+ */
+struct npart {
+	struct npart *next;
+	uint8_t id[32];
+	uint8_t node[32];
+	uint8_t *buf; /* total bytes, got received */
+	uint32_t total, got;
+	uint64_t kept_ms;
 };
 
 /* A request a peer sent us. */
@@ -250,6 +269,9 @@ struct node {
 
 	unsigned pending_work; /* uv_queue_work and storeq jobs not finished */
 	size_t verify_bytes;   /* received chunk bytes waiting for or in their check */
+	struct npart *parts;   /* newest first */
+	size_t part_bytes;     /* their buffers */
+	uint64_t resumed_bytes; /* of parts resumed from their node */
 	bool verify_holding;   /* some peer has verify_paused set */
 	bool stopping;
 	bool net_freed;

@@ -38,6 +38,8 @@
 #define OFFENDERS_MAX	 1024
 /* No chunk data from any WAN peer for this long: the WAN is silent. */
 #define WAN_SILENCE_MS 1000
+/* An idle WAN peer's rate stands for end-game races this long after its last data. */
+#define WAN_IDLE_RACE_MS 30000
 #define GOLDEN	       0x9e3779b97f4a7c15ull
 
 struct req {
@@ -745,6 +747,23 @@ static bool wan_ok(struct sched *s, uint32_t slot)
 /* Picking. */
 
 /*
+ * Whether WAN peer p's rate and RTT tell how fast it would deliver now: it is
+ * delivering (sent chunk data within max(4 RTT, stall_min_ms)), or it is idle
+ * (nothing asked of it) and delivered within WAN_IDLE_RACE_MS while our link
+ * is up. A peer with requests out and no data lately is not: it may be stuck.
+ */
+static bool wan_fit(const struct sched *s, const struct peer *p, uint64_t now)
+{
+	double rtt = peer_rtt_ms(s, p);
+
+	if (!p->last_data)
+		return false;
+	if ((double)now <= (double)p->last_data + MAX(4 * rtt, (double)s->p.stall_min_ms))
+		return true;
+	return p->nactive == 0 && !s->wan_held && now <= p->last_data + WAN_IDLE_RACE_MS;
+}
+
+/*
  * A WAN peer this many times slower than the fastest one is asked only for
  * chunks the fastest does not hold: in a swarm of sites, the nodes of another
  * site reach us across two WAN links, their flows starve behind HQ's on our
@@ -753,7 +772,7 @@ static bool wan_ok(struct sched *s, uint32_t slot)
  */
 #define WAN_SLOW_FACTOR 3
 
-/* The WAN peer with the best measured rate among those that sent data lately. */
+/* The WAN peer with the best measured rate among those delivering or idle (wan_fit). */
 static void wan_best_update(struct sched *s, uint64_t now)
 {
 	uint32_t best = NONE;
@@ -761,10 +780,8 @@ static void wan_best_update(struct sched *s, uint64_t now)
 
 	for (size_t i = 0; i < s->npl; i++) {
 		const struct peer *q = s->peers[s->plist[i]];
-		double lately = MAX(4 * peer_rtt_ms(s, q), (double)s->p.stall_min_ms);
 
-		if (q->link != SCHED_WAN || !q->samples || !q->last_data ||
-		    (double)now > (double)q->last_data + lately)
+		if (q->link != SCHED_WAN || !q->samples || !wan_fit(s, q, now))
 			continue;
 		if (best == NONE || peer_rate(s, q) > best_rate) {
 			best = s->plist[i];
@@ -894,25 +911,27 @@ static double peer_ect(const struct sched *s, const struct peer *p)
 }
 
 /*
- * End-game, for a WAN peer p that is delivering now: when every chunk some
- * peer holds is in flight, a duplicate of a chunk whose one request waits on
+ * End-game, for a WAN peer p that is delivering or idle (wan_fit): when
+ * every chunk some peer holds is in flight, a duplicate of a chunk whose one
+ * request waits on
  * a WAN peer that would take more than twice as long as p to deliver it
  * (the time to drain that peer's queue, against p's time for one more chunk).
  * Without it the last chunks of a download trickle in from a slow source, a
  * node of another site whose flow crosses two WAN links and had been starved
  * by the faster ones, while the link sits idle (docs/scheduling.md).
  * Preferred: a request with no data yet (the loser is cancelled before it
- * costs bytes), then the one issued last (the end of the slow queue).
+ * costs bytes), then the one issued last (the end of the slow queue). An
+ * idle p races only requests with no data yet: its rate is older news, and
+ * the slow copy may be nearly done.
  */
 static uint32_t pick_endgame_wan(struct sched *s, uint32_t h, const struct peer *p, uint64_t now)
 {
 	uint32_t best = NONE;
-	double mine = peer_ect(s, p), rtt = peer_rtt_ms(s, p);
-	bool best_fresh = false;
+	double mine = peer_ect(s, p);
+	bool best_fresh = false, idle = p->nactive == 0;
 	uint64_t best_t = 0;
 
-	if (s->avail_held || !p->last_data ||
-	    (double)now > (double)p->last_data + MAX(4 * rtt, (double)s->p.stall_min_ms))
+	if (s->avail_held || !wan_fit(s, p, now))
 		return NONE;
 	for (size_t i = 0; i < s->nreqs; i++) {
 		const struct req *r = &s->reqs[i];
@@ -920,7 +939,7 @@ static uint32_t pick_endgame_wan(struct sched *s, uint32_t h, const struct peer 
 		struct chunk *c;
 		bool fresh;
 
-		if (r->chunk == NONE || r->stalled || r->peer == h)
+		if (r->chunk == NONE || r->stalled || r->peer == h || (idle && r->got))
 			continue;
 		c = &s->ch[r->chunk];
 		q = s->peers[r->peer];
@@ -1507,6 +1526,20 @@ int sched_chunk_bad(struct sched *s, uint32_t peer, const uint8_t id[static 32],
 		has_clr(s, p, slot); /* whatever it holds under that id is not the chunk */
 	}
 	return sched_offence(s, p->node, now, verdict);
+}
+
+int sched_chunk_abandon(struct sched *s, uint32_t peer, const uint8_t id[static 32])
+{
+	uint32_t slot, ri;
+
+	if (!peer_get(s, peer))
+		return FERRY_ENOENT;
+	slot = lookup(s, id);
+	if (slot != NONE && (ri = req_find(s, &s->ch[slot], peer)) != NONE) {
+		req_remove(s, ri);
+		s->gen_avail++;
+	}
+	return 0;
 }
 
 int sched_offence(struct sched *s, const uint8_t node_id[static 32], uint64_t now,

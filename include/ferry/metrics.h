@@ -45,6 +45,8 @@ struct metrics_snapshot {
 	uint64_t tx_bytes[METRICS__LINKS]; /* payload bytes sent to peers */
 	uint64_t chunks_verified;	   /* received chunks that matched their id */
 	uint64_t chunks_rejected;	   /* received chunks that did not (the sender is blamed) */
+	uint64_t reconnects;		   /* peer connections replaced after their path went silent */
+	uint64_t resumed_bytes;		   /* chunk bytes kept across a dropped connection */
 	uint64_t store_bytes;		   /* encoded bytes of stored chunks */
 	uint64_t store_chunks;
 	uint64_t fs_free;	 /* free bytes on the store's file system */

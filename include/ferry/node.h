@@ -68,6 +68,8 @@ struct node_status {
 	uint64_t tx_lan, tx_wan;   /* bytes_served likewise */
 	uint64_t chunks_verified;  /* received chunks and index pieces that matched their id */
 	uint64_t chunks_rejected;  /* ... and that did not (their sender was dropped) */
+	uint64_t reconnects;	   /* connections replaced after their path went silent */
+	uint64_t resumed_bytes;	   /* chunk bytes kept across a dropped connection, not fetched again */
 	/* The rate limits in force, bits/s (0 = unlimited), as node_limits() lists them. */
 	uint64_t limit_download, limit_upload, limit_wan_download, limit_wan_upload;
 	uint64_t limit_lan_download, limit_lan_upload;

@@ -241,6 +241,13 @@ int sched_chunk_bad(struct sched *s, uint32_t peer, const uint8_t id[static 32],
 		    struct sched_verdict *verdict);
 
 /*
+ * The chunk peer delivered failed its check, but not by peer's fault alone:
+ * its first bytes came from another peer (a resumed partial chunk). Forget
+ * the request, so that the chunk is fetched again whole; no offence counts.
+ */
+int sched_chunk_abandon(struct sched *s, uint32_t peer, const uint8_t id[static 32]);
+
+/*
  * Node node_id misbehaved in another way (a frame or message that breaks the
  * protocol, a forged manifest: docs/protocol.md, "Misbehaviour"). The offence
  * counts with its bad chunks, and the verdict is as for sched_chunk_bad(); the

@@ -41,6 +41,14 @@ static const char golden[] =
     "# HELP ferry_chunks_rejected_total Chunks received from peers that did not match their id.\n"
     "# TYPE ferry_chunks_rejected_total counter\n"
     "ferry_chunks_rejected_total 2\n"
+    "# HELP ferry_peer_reconnects_total Peer connections replaced by a fresh one after their "
+    "path went silent.\n"
+    "# TYPE ferry_peer_reconnects_total counter\n"
+    "ferry_peer_reconnects_total 5\n"
+    "# HELP ferry_resumed_bytes_total Chunk bytes kept across a dropped connection and not "
+    "fetched again.\n"
+    "# TYPE ferry_resumed_bytes_total counter\n"
+    "ferry_resumed_bytes_total 131072\n"
     "# HELP ferry_peers Known peers by connection state.\n"
     "# TYPE ferry_peers gauge\n"
     "ferry_peers{state=\"connected\"} 2\n"
@@ -98,6 +106,8 @@ static struct metrics_snapshot *sample(void)
 	s->tx_bytes[METRICS_WAN] = 4;
 	s->chunks_verified = 812;
 	s->chunks_rejected = 2;
+	s->reconnects = 5;
+	s->resumed_bytes = 131072;
 	s->store_bytes = 9000000000ull;
 	s->store_chunks = 34000;
 	s->fs_free = 50000000000ull;
@@ -165,9 +175,10 @@ static void test_zero_snapshot(void **state)
 		}
 	}
 	assert_int_equal(helps, types);
-	assert_int_equal(types, 14);
-	/* 2 + 2 link lines, 2 chunk counters, 4 peer states, 6 store and node gauges. */
-	assert_int_equal(samples, 16);
+	assert_int_equal(types, 16);
+	/* 2 + 2 link lines, 2 chunk counters, reconnects, resumed bytes, 4 peer states, 6 store
+	 * and node gauges. */
+	assert_int_equal(samples, 18);
 	free(text);
 	metrics_snapshot_free(s);
 	metrics_snapshot_free(NULL);

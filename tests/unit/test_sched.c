@@ -480,9 +480,16 @@ static void test_endgame_wan(void **state)
 	assert_memory_equal(cancel.v[0].id, out[0].id, 32);
 	sched_free(s);
 
-	/* The same, but peer 1 has sent nothing for longer than stall_min_ms. */
+	/*
+	 * The same, but peer 1 has sent nothing for longer than stall_min_ms:
+	 * idle, its rate still stands for 30 s, then no longer.
+	 */
 	s = endgame_wan_setup(chunks, out, 600);
-	assert_int_equal(sched_next(s, 1, 600 + 3001, dup, 4), 0);
+	assert_int_equal(sched_next(s, 1, 600 + 3001, dup, 4), 1);
+	assert_memory_equal(dup[0].id, out[0].id, 32);
+	sched_free(s);
+	s = endgame_wan_setup(chunks, out, 600);
+	assert_int_equal(sched_next(s, 1, 600 + 30001, dup, 4), 0);
 	sched_free(s);
 
 	/* Peer 1 at ≈ 230 kB/s: ≈ 1.3 s a chunk, more than half of 2.3 s. */
@@ -573,6 +580,31 @@ static void test_abandon(void **state)
 	assert_int_equal(cancel.n, 1);
 	assert_int_equal(cancel.v[0].peer, 1);
 	sched_reqs_free(&cancel);
+	sched_free(s);
+	free(chunks);
+}
+
+/* A resumed chunk that failed its check: asked again, no offence counted. */
+static void test_chunk_abandon(void **state)
+{
+	struct sched *s = new_sched(6);
+	struct sched_chunk *chunks = mkchunks(16, 1, 1000);
+	struct sched_chunk out[2];
+	struct sched_verdict v;
+	uint8_t bits[1] = {1};
+
+	(void)state;
+	assert_int_equal(sched_want(s, 1, chunks, 1, NULL, 0), 0);
+	add_peer(s, 1, 17, SCHED_WAN, 0);
+	assert_int_equal(sched_peer_have(s, 1, 1, bits, 1, 0), 0);
+	assert_int_equal(sched_next(s, 1, 0, out, 2), 1);
+	assert_int_equal(sched_next(s, 1, 0, out, 2), 0);
+	assert_int_equal(sched_chunk_abandon(s, 1, chunks[0].id), 0);
+	assert_int_equal(sched_next(s, 1, 10, out, 2), 1);
+	assert_memory_equal(out[0].id, chunks[0].id, 32);
+	assert_int_equal(sched_chunk_bad(s, 1, chunks[0].id, 20, &v), 0);
+	assert_int_equal(v.offences, 1);
+	assert_int_equal(sched_chunk_abandon(s, 9, chunks[0].id), FERRY_ENOENT);
 	sched_free(s);
 	free(chunks);
 }
@@ -1344,6 +1376,7 @@ int main(void)
 	    cmocka_unit_test(test_wan_slow_peer),
 	    cmocka_unit_test(test_wan_silent_no_stall),
 	    cmocka_unit_test(test_abandon),
+	    cmocka_unit_test(test_chunk_abandon),
 	    cmocka_unit_test(test_bad_chunk_bans),
 	    cmocka_unit_test(test_site_split),
 	    cmocka_unit_test(test_owner_timeout),
