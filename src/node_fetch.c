@@ -689,6 +689,16 @@ static void part_free(struct node *n, struct npart **pp)
 	free(t);
 }
 
+/* The link that points at the part of chunk id, or at the list's end (NULL) if none. */
+static struct npart **part_find(struct node *n, const uint8_t id[32])
+{
+	struct npart **pp = &n->parts;
+
+	while (*pp != NULL && memcmp((*pp)->id, id, 32) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
 /*
  * p went down in the middle of chunk request r: keep what arrived, so that
  * whichever peer is asked for the chunk next (p's node after a reconnect, or
@@ -701,13 +711,11 @@ static void part_keep(struct node *n, const struct npeer *p, struct nreq *r)
 
 	if (r->piece != NULL || r->got == 0 || r->got >= r->total || r->total > NODE_PART_MAX)
 		return;
-	for (pp = &n->parts; *pp != NULL; pp = &(*pp)->next) {
-		if (memcmp((*pp)->id, r->id, 32) == 0) {
-			if ((*pp)->got >= r->got)
-				return;
-			part_free(n, pp);
-			break;
-		}
+	pp = part_find(n, r->id);
+	if (*pp != NULL) {
+		if ((*pp)->got >= r->got)
+			return;
+		part_free(n, pp);
 	}
 	t = xcalloc(1, sizeof(*t));
 	memcpy(t->id, r->id, 32);
@@ -734,33 +742,28 @@ static void part_keep(struct node *n, const struct npeer *p, struct nreq *r)
  */
 static void part_resume(struct node *n, const struct npeer *p, struct nreq *r)
 {
-	for (struct npart **pp = &n->parts; *pp != NULL; pp = &(*pp)->next) {
-		struct npart *t = *pp;
+	struct npart **pp = part_find(n, r->id), *t = *pp;
 
-		if (memcmp(t->id, r->id, 32) != 0)
-			continue;
-		if (t->total == r->want_len) {
-			r->buf = t->buf;
-			r->total = t->total;
-			r->got = t->got;
-			r->mixed = memcmp(t->node, p->id, 32) != 0;
-			t->buf = NULL;
-			n->resumed_bytes += t->got;
-		}
-		part_free(n, pp);
+	if (t == NULL)
 		return;
+	if (t->total == r->want_len) {
+		r->buf = t->buf;
+		r->total = t->total;
+		r->got = t->got;
+		r->mixed = memcmp(t->node, p->id, 32) != 0;
+		t->buf = NULL;
+		n->resumed_bytes += t->got;
 	}
+	part_free(n, pp);
 }
 
 /* The chunk id arrived whole: a part of it is of no use any more. */
 static void part_drop(struct node *n, const uint8_t id[32])
 {
-	for (struct npart **pp = &n->parts; *pp != NULL; pp = &(*pp)->next) {
-		if (memcmp((*pp)->id, id, 32) == 0) {
-			part_free(n, pp);
-			return;
-		}
-	}
+	struct npart **pp = part_find(n, id);
+
+	if (*pp != NULL)
+		part_free(n, pp);
 }
 
 /* Parts older than NODE_PART_MS: nobody was asked for their chunk since. */

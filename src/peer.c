@@ -445,13 +445,8 @@ static void conn_close_ex(struct peer_conn *c, int reason, enum close_how how)
 		c->probing->probe = NULL;
 		c->probing = NULL;
 	}
-	if (c->probe != NULL) {
-		struct peer_conn *probe = c->probe;
-
-		c->probe = NULL;
-		probe->probing = NULL;
-		conn_close(probe, FERRY_ECANCELED);
-	}
+	if (c->probe != NULL)
+		conn_close(c->probe, FERRY_ECANCELED); /* unlinks itself from c */
 	if (c->target != NULL) {
 		struct target *t = c->target;
 
@@ -766,14 +761,8 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	c->bytes_in += (uint64_t)n;
 	c->last_seen_ms = uv_now(c->net->loop);
-	if (c->probe != NULL) {
-		/* The old path answers after all: keep it. */
-		struct peer_conn *probe = c->probe;
-
-		c->probe = NULL;
-		probe->probing = NULL;
-		conn_close(probe, FERRY_ECANCELED);
-	}
+	if (c->probe != NULL) /* the old path answers after all: keep it */
+		conn_close(c->probe, FERRY_ECANCELED);
 	if (c->state == C_UP)
 		conn_feed(c, (const uint8_t *)buf->base, (size_t)n);
 	else {
