@@ -1348,13 +1348,17 @@ static void target_connect_next(struct target *t, int last)
 
 /*
  * Whether c's path looks broken: a ping has gone unanswered for
- * PEER_PROBE_AFTER_MS (at least 3 RTT) and nothing at all arrived since.
+ * PEER_PROBE_AFTER_MS (at least 3 RTT) and nothing at all arrived for as
+ * long. Data that came after the ping does not answer it: the link can drop
+ * between a frame and the pong behind it, and the pong then waits out TCP's
+ * backoff like everything else.
  */
 static bool conn_silent(const struct peer_conn *c, uint64_t now)
 {
+	uint64_t quiet = MAX((uint64_t)PEER_PROBE_AFTER_MS, (uint64_t)(3 * c->srtt_ms));
+
 	return c->state == C_UP && c->reported && !c->paused && c->ping_out &&
-	       c->last_seen_ms < c->last_ping_ms &&
-	       now - c->last_ping_ms >= MAX((uint64_t)PEER_PROBE_AFTER_MS, (uint64_t)(3 * c->srtt_ms));
+	       now - c->last_ping_ms >= quiet && now - c->last_seen_ms >= quiet;
 }
 
 /*
@@ -1401,6 +1405,10 @@ static void probe_connected(struct peer_conn *probe)
 			conn_probe(o, now);
 		} else if (o->link == PEER_LINK_WAN && conn_silent(o, now)) {
 			conn_probe(o, now);
+		} else if (o->link == PEER_LINK_WAN && o->state == C_UP && o->reported &&
+			   !o->ping_out && now - o->last_seen_ms >= PEER_PROBE_AFTER_MS) {
+			/* Idle, maybe stuck too: a ping lets a later revive judge it at once. */
+			conn_send_ping(o);
 		}
 	}
 }

@@ -1411,11 +1411,19 @@ int sched_peer_have_chunk(struct sched *s, uint32_t peer, const uint8_t id[stati
 
 /* Arrivals. */
 
-/* Chunk data from a WAN peer: notes when the WAN comes back after it seemed down. */
+/*
+ * Chunk data from a WAN peer: notes when the WAN comes back after it seemed
+ * down (wan_silent). The members start afresh then as well: an outage shorter
+ * than the owner timeout (update_lag never sees it) kept them from fetching
+ * their shares as much as it kept us, and each needs a moment to get its own
+ * connections going again.
+ */
 static void wan_data(struct sched *s, uint64_t now)
 {
-	if (s->wan_held)
+	if (s->wan_held) {
 		s->wan_back = now;
+		members_restart(s, now);
+	}
 	s->wan_held = false;
 	s->last_wan_data = now;
 }

@@ -1190,7 +1190,8 @@ static bool revived_and_up(void *arg)
 /*
  * A conn whose peer answers is left alone; one whose peer has gone silent
  * (here: b stops reading, so a's ping gets no answer) is replaced by a fresh
- * connection, at both ends, and the fresh one carries messages.
+ * connection, at both ends, and the fresh one carries messages. A frame that
+ * b sent after a's ping does not count as an answer: a waits for quiet.
  */
 static void test_revive(void **state)
 {
@@ -1220,9 +1221,16 @@ static void test_revive(void **state)
 	assert_int_equal(a.ups, 1);
 	assert_int_equal(a.downs, 0);
 
-	/* b falls silent: a probes, connects, and replaces the conn. */
+	/* b stops reading, sends one more frame after a's ping, then falls silent. */
 	old = b.conn;
 	peer_conn_set_reading(b.conn, false);
+	run_for(300);
+	m.manifest_req.version = 3;
+	strcpy(m.manifest_req.name, "late");
+	assert_int_equal(peer_conn_send(b.conn, &m), 0);
+	run_until(got_manifest_req, &a);
+	assert_int_equal(net_stats(&a).probes, 0);
+	/* a probes, connects, and replaces the conn. */
 	run_until(revived_and_up, pair);
 	assert_int_equal(net_stats(&a).revived, 1);
 	assert_int_equal(a.downs, 1);

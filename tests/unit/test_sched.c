@@ -887,6 +887,59 @@ static void test_wan_outage_no_lag(void **state)
 	site_free(&st);
 }
 
+/*
+ * A WAN outage shorter than the owner timeout: members get a fresh start when
+ * our data flows again, not a lag verdict for the time the link was down.
+ */
+static void test_short_outage_no_lag(void **state)
+{
+	struct site st;
+	const size_t n = 300;
+	const uint64_t timeout = 2 * (24 + 300) + 10000, back = 10000;
+	struct sched_chunk *out = calloc(n, sizeof(*out)), two;
+	struct sched_reqs cancel = {0};
+	uint8_t hq2[32], bits[n / 8 + 1];
+	struct sched *s;
+	size_t m = 0;
+
+	site_init(&st, n, 1000);
+	s = st.s[0];
+	/* A second WAN holder with one chunk of ours: two peers fall silent together. */
+	while (site_owner(&st, m, 3) != 0)
+		m++;
+	memset(bits, 0, sizeof(bits));
+	bits_range(bits, sizeof(bits), m, m + 1);
+	mkid(hq2, 20, 1);
+	assert_int_equal(sched_peer_add(s, 4, hq2, SCHED_WAN, 0), 0);
+	assert_int_equal(sched_peer_have(s, 4, 1, bits, n, 0), 0);
+	assert_int_equal(sched_next(s, 4, 0, &two, 1), 1);
+	assert_true(sched_next(s, 0, 0, out, n) > 50);
+	/* Data for 3 s, nothing for 7 s, then data again until the verdicts. */
+	for (uint64_t t = 500; t <= back + timeout + 500; t += 500) {
+		if (t <= 3000 || t >= back) {
+			assert_int_equal(sched_chunk_progress(s, 0, out[0].id, 10, t), 0);
+			assert_int_equal(sched_chunk_progress(s, 4, two.id, 10, t), 0);
+		}
+		assert_int_equal(sched_tick(s, t, &cancel), 0);
+		for (size_t c = 0; c < n && t + 500 > timeout && t < back + timeout; c++) {
+			struct sched_chunk_info ci;
+
+			assert_int_equal(sched_chunk_info(s, st.chunks[c].id, &ci), 0);
+			assert_int_equal(ci.wan_ok, ci.mine);
+		}
+	}
+	/* A full timeout of data since the link came back, none gained: lagging. */
+	for (size_t c = 0; c < n; c++) {
+		struct sched_chunk_info ci;
+
+		assert_int_equal(sched_chunk_info(s, st.chunks[c].id, &ci), 0);
+		assert_true(ci.wan_ok);
+	}
+	sched_reqs_free(&cancel);
+	free(out);
+	site_free(&st);
+}
+
 static void test_want_have_progress(void **state)
 {
 	struct sched *s = new_sched(6);
@@ -1381,6 +1434,7 @@ int main(void)
 	    cmocka_unit_test(test_site_split),
 	    cmocka_unit_test(test_owner_timeout),
 	    cmocka_unit_test(test_wan_outage_no_lag),
+	    cmocka_unit_test(test_short_outage_no_lag),
 	    cmocka_unit_test(test_want_have_progress),
 	    cmocka_unit_test(test_bad_input),
 	    cmocka_unit_test(test_rendezvous_vectors),
