@@ -42,6 +42,10 @@
 #define WAN_IDLE_RACE_MS 30000
 #define GOLDEN	       0x9e3779b97f4a7c15ull
 
+/* A node that reconnects within REJOIN_MS keeps the rate and RTT measured before. */
+#define REJOIN_MAX 16
+#define REJOIN_MS  60000
+
 struct req {
 	uint32_t chunk; /* slot; NONE while the entry is free */
 	uint32_t peer;
@@ -114,6 +118,14 @@ struct member {
 	uint32_t peer; /* NONE for self */
 };
 
+/* What was measured of a node whose peer went away, for when it comes back. */
+struct rejoin {
+	uint8_t node[32];
+	enum sched_link link;
+	double rate, rtt_us;
+	uint64_t last_data, at; /* at: when it went; 0 = unused */
+};
+
 struct offender {
 	uint8_t node[32];
 	uint64_t first, last, until;
@@ -161,6 +173,9 @@ struct sched {
 
 	struct offender *off;
 	size_t noff;
+
+	struct rejoin rejoin[REJOIN_MAX];
+	unsigned rejoin_next;
 };
 
 /* Bits, hashing, randomness. */
@@ -1275,6 +1290,46 @@ uint64_t sched_banned_until(const struct sched *s, const uint8_t node_id[static 
 	return o && o->until > now ? o->until : 0;
 }
 
+/*
+ * A peer that goes away and comes back (a connection replaced after an
+ * outage, a restart) starts with what was measured of it, not with the
+ * initial window: a fresh peer is asked for init_window_bytes at once, and
+ * after an outage every WAN peer is fresh at the same moment, so the
+ * site's last chunks were spread over every source, slow ones included,
+ * instead of going to whichever has room next.
+ */
+static void rejoin_keep(struct sched *s, const struct peer *p, uint64_t now)
+{
+	struct rejoin *r = &s->rejoin[s->rejoin_next];
+
+	if (!p->samples)
+		return;
+	s->rejoin_next = (s->rejoin_next + 1) % REJOIN_MAX;
+	memcpy(r->node, p->node, 32);
+	r->link = p->link;
+	r->rate = p->rate;
+	r->rtt_us = p->rtt_us;
+	r->last_data = p->last_data;
+	r->at = now ? now : 1;
+}
+
+static void rejoin_restore(struct sched *s, struct peer *p, uint64_t now)
+{
+	for (unsigned i = 0; i < REJOIN_MAX; i++) {
+		struct rejoin *r = &s->rejoin[i];
+
+		if (!r->at || memcmp(r->node, p->node, 32) != 0)
+			continue;
+		if (r->link == p->link && now <= r->at + REJOIN_MS) {
+			p->rate = r->rate;
+			p->samples = 1;
+			p->rtt_us = r->rtt_us;
+			p->last_data = r->last_data;
+		}
+		r->at = 0;
+	}
+}
+
 int sched_peer_add(struct sched *s, uint32_t peer, const uint8_t node_id[static 32],
 		   enum sched_link link, uint64_t now)
 {
@@ -1307,6 +1362,7 @@ int sched_peer_add(struct sched *s, uint32_t peer, const uint8_t node_id[static 
 	p->member = -1;
 	p->has = xcalloc(s->cap / 64 ? s->cap / 64 : 1, sizeof(*p->has));
 	p->last_gain = now;
+	rejoin_restore(s, p, now);
 	s->peers[peer] = p;
 	s->plist = xreallocarray(s->plist, s->npl + 1, sizeof(*s->plist));
 	s->plist[s->npl++] = peer;
@@ -1342,6 +1398,7 @@ int sched_peer_remove(struct sched *s, uint32_t peer, uint64_t now)
 		}
 	}
 	s->peers[peer] = NULL;
+	rejoin_keep(s, p, now);
 	if (s->wan_best == peer)
 		s->wan_best = NONE;
 	if (p->link == SCHED_LAN)

@@ -261,6 +261,24 @@ static void test_window_bdp(void **state)
 	/* ms clock granularity can make a 52 ms chunk look 2% faster: allow 5%. */
 	assert_true(max_after <= 1.05 * limit);
 	assert_true(max_after >= 0.8 * limit);
+
+	/* The node reconnects within a minute: rate, RTT and window carry over. */
+	{
+		struct sched_peer_info back;
+		uint64_t ms = t / 1000;
+
+		assert_int_equal(sched_peer_info(s, 0, &pi), 0);
+		assert_int_equal(sched_peer_remove(s, 0, ms), 0);
+		add_peer(s, 0, 6, SCHED_WAN, ms + 1000);
+		assert_int_equal(sched_peer_info(s, 0, &back), 0);
+		assert_true(back.rate_bps == pi.rate_bps && back.rtt_us == pi.rtt_us);
+		assert_true(back.window_bytes == pi.window_bytes && back.window_bytes > 128 * KIB);
+		/* After longer it starts afresh. */
+		assert_int_equal(sched_peer_remove(s, 0, ms + 2000), 0);
+		add_peer(s, 0, 6, SCHED_WAN, ms + 2000 + 60001);
+		assert_int_equal(sched_peer_info(s, 0, &back), 0);
+		assert_true(back.rate_bps == 0 && back.window_bytes == 128 * KIB);
+	}
 	sched_free(s);
 	free(chunks);
 	free(bits);
