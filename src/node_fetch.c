@@ -1511,8 +1511,7 @@ void node__serve_pump(struct npeer *p)
 {
 	struct node *n = p->n;
 
-	while (p->c != NULL && p->serve != NULL && !p->send_waiting &&
-	       peer_conn_queued(p->c) < PEER_LOWAT) {
+	while (p->c != NULL && p->serve != NULL && !p->send_waiting && peer_conn_wants_data(p->c)) {
 		struct nserve *s = p->serve;
 		struct wire_msg m = {.type = WIRE_CHUNK_DATA};
 		struct gossip_peer *g;

@@ -141,6 +141,7 @@ struct peer_conn {
 	size_t queued;
 	unsigned inflight;
 	bool above_lowat;
+	size_t lowat; /* on_writable's mark: the config's, on WAN at most PEER_WAN_LOWAT */
 	unsigned inflight_max;
 	uint8_t *spare; /* a free batch buffer of BATCH_SIZE bytes */
 
@@ -301,6 +302,7 @@ static struct peer_conn *conn_new(struct peer_net *net, bool inbound)
 	c->net = net;
 	c->inbound = inbound;
 	c->inflight_max = INFLIGHT_LAN;
+	c->lowat = net->cfg.lowat;
 	c->srtt_ms = -1;
 	c->rtt_last_ms = -1;
 	if ((rc = uv_tcp_init(net->loop, &c->tcp)) != 0) {
@@ -540,7 +542,7 @@ static void conn_write_done(uv_write_t *req, int status)
 		return;
 	}
 	conn_flush(c);
-	if (c->above_lowat && c->queued < net->cfg.lowat && c->state == C_UP) {
+	if (c->above_lowat && c->queued < c->lowat && c->state == C_UP) {
 		c->above_lowat = false;
 		if (net->cfg.cb.on_writable != NULL)
 			net->cfg.cb.on_writable(c, net->cfg.cb.ctx);
@@ -632,7 +634,7 @@ static int conn_queue(struct peer_conn *c, uint8_t *data, size_t len, bool bulk)
 	mq_push(bulk ? &c->bulk : &c->ctrl, m);
 	c->queued += len;
 	c->msgs_out++;
-	if (c->queued >= c->net->cfg.lowat)
+	if (c->queued >= c->lowat)
 		c->above_lowat = true;
 	conn_flush(c);
 	return 0;
@@ -1801,6 +1803,11 @@ size_t peer_conn_queued(const struct peer_conn *c)
 	return c->queued;
 }
 
+bool peer_conn_wants_data(const struct peer_conn *c)
+{
+	return c->queued < c->lowat;
+}
+
 void peer_conn_ping(struct peer_conn *c)
 {
 	if (c->state == C_UP)
@@ -1905,6 +1912,8 @@ void peer_conn_set_link(struct peer_conn *c, enum peer_link link)
 {
 	c->link = link;
 	c->inflight_max = link == PEER_LINK_WAN ? INFLIGHT_WAN : INFLIGHT_LAN;
+	c->lowat = link == PEER_LINK_WAN ? MIN(c->net->cfg.lowat, (size_t)PEER_WAN_LOWAT)
+					 : c->net->cfg.lowat;
 	if (link == PEER_LINK_WAN && c->state != C_CLOSING)
 		sock_wan(c);
 }

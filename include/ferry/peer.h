@@ -72,6 +72,11 @@ struct peer_conn;
 #define PEER_BACKOFF_MAX_MS   300000
 #define PEER_UNAUTH_MAX	      32
 #define PEER_LOWAT	      (512u * 1024u)
+/*
+ * WAN conns use at most this low-water mark: what is queued can no longer
+ * be cancelled, and on a slow flow 512 KiB is many seconds of data.
+ */
+#define PEER_WAN_LOWAT (128u * 1024u)
 /* Backoff delays vary by this many percent either way, so peers do not redial in step. */
 #define PEER_BACKOFF_JITTER_PCT 25
 /* A connection that stayed up this long resets its target's backoff. */
@@ -145,7 +150,7 @@ struct peer_net_config {
 	uint32_t backoff_min_ms;   /* first redial delay of a persistent target */
 	uint32_t backoff_max_ms;   /* the delay doubles up to this */
 	uint32_t unauth_max;	   /* inbound conns in their handshake at once */
-	size_t lowat;		   /* on_writable's low-water mark, bytes */
+	size_t lowat;		   /* on_writable's mark, bytes (WAN: at most PEER_WAN_LOWAT) */
 	struct peer_callbacks cb;
 };
 
@@ -253,6 +258,9 @@ int peer_conn_send_chunk(struct peer_conn *c, uint32_t req, const uint8_t *enc, 
 
 /* Bytes queued and not yet written to the socket, both queues. */
 size_t peer_conn_queued(const struct peer_conn *c);
+
+/* Whether more bulk data should be queued now: peer_conn_queued() is below c's low-water mark. */
+bool peer_conn_wants_data(const struct peer_conn *c);
 
 /* Send a PING now (besides the periodic ones). */
 void peer_conn_ping(struct peer_conn *c);

@@ -398,6 +398,11 @@ static void pace(struct tnode *n, struct peer_conn *c)
 	}
 }
 
+static bool a_drained(void *arg)
+{
+	return peer_conn_queued(((struct tnode *)arg)->conn) == 0;
+}
+
 static void test_connect_and_stream(void **state)
 {
 	struct tnode a, b, *pair[2] = {&a, &b};
@@ -489,6 +494,18 @@ static void test_connect_and_stream(void **state)
 	assert_true(st.rtt_ms >= 0);
 	assert_true(st.bytes_out > STREAM_BYTES);
 	assert_int_equal(st.queued, 0);
+
+	/* "Queued enough" is the config's mark on a LAN, at most 128 KiB on a WAN. */
+	assert_true(peer_conn_wants_data(a.conn));
+	peer_conn_set_link(a.conn, PEER_LINK_WAN);
+	assert_int_equal(peer_conn_send_chunk(a.conn, 0, src, STREAM_CHUNK,
+					      STREAM_CHUNK - 3 * WIRE_CHUNK_DATA_MAX),
+			 0);
+	assert_true(peer_conn_queued(a.conn) >= PEER_WAN_LOWAT);
+	assert_false(peer_conn_wants_data(a.conn));
+	peer_conn_set_link(a.conn, PEER_LINK_LAN);
+	assert_true(peer_conn_wants_data(a.conn));
+	run_until(a_drained, &a);
 
 	/* 16 MiB B -> A, paced by on_writable: the queue stays bounded. */
 	memset(b.dst, 0, STREAM_BYTES);
