@@ -297,7 +297,13 @@ static void send_cancel_for(struct node *n, const struct sched_reqs *cancel)
 
 			if (r->piece == NULL && memcmp(r->id, cancel->v[i].id, 32) == 0) {
 				struct wire_msg m = {.type = WIRE_CANCEL};
+				char pid[ID_SHORT_LEN], cid[ID_SHORT_LEN];
 
+				log_debug(LOG_FETCH,
+					  "cancelled chunk %s at peer %s after %.1f s, %" PRIu32
+					  " bytes in",
+					  sid(cid, r->id), sid(pid, p->id),
+					  (double)(node__now(n) - r->sent_ms) / 1000, r->got);
 				m.cancel.req = r->req;
 				send_msg(p, &m);
 				*pr = r->next;
@@ -670,11 +676,14 @@ static struct nreq *req_new(struct npeer *p, const uint8_t id[32])
 static void req_send(struct npeer *p, const struct nreq *r)
 {
 	struct wire_msg m = {.type = WIRE_CHUNK_REQ};
+	char pid[ID_SHORT_LEN], cid[ID_SHORT_LEN];
 
 	m.chunk_req.req = r->req;
 	memcpy(m.chunk_req.id, r->id, 32);
 	m.chunk_req.offset = r->got;
 	send_msg(p, &m);
+	log_debug(LOG_FETCH, "asked peer %s for %s %s from byte %" PRIu32, sid(pid, p->id),
+		  r->piece != NULL ? "index piece" : "chunk", sid(cid, r->id), r->got);
 }
 
 /* ---- partly received chunks ---- */
@@ -1360,6 +1369,7 @@ void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg 
 	struct nreq *r = req_find(p, d->req);
 	struct gossip_peer *g = gossip_book_get(n->book, p->id);
 	uint64_t now = node__now(n), wait;
+	char pid[ID_SHORT_LEN], cid[ID_SHORT_LEN];
 
 	p->bytes_received += d->len;
 	n->bytes_received += d->len;
@@ -1400,6 +1410,9 @@ void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg 
 	}
 	if (r->got < r->total)
 		return;
+	log_debug(LOG_FETCH, "peer %s sent %s %s: %" PRIu32 " bytes in %.1f s", sid(pid, p->id),
+		  r->piece != NULL ? "index piece" : "chunk", sid(cid, r->id), r->total,
+		  (double)(now - r->sent_ms) / 1000);
 	req_unlink(p, r);
 	verify_submit(n, p, r);
 	free(r->buf);
