@@ -153,7 +153,8 @@ rss_watch() {
 			[ -n "$v" ] || break
 			if [ "$v" -gt "$max" ]; then
 				max=$v
-				echo "$max" >"$T/$1.rssmax"
+				# Replaced whole: rss_check must never read it half written.
+				echo "$max" >"$T/$1.rssmax.new" && mv "$T/$1.rssmax.new" "$T/$1.rssmax"
 			fi
 			sleep 0.2
 		done
