@@ -514,6 +514,7 @@ static const struct field peer_fields[] = {
     {"rate_in_bps", F_DOUBLE, PR(rate_in_bps)},
     {"rate_out_bps", F_DOUBLE, PR(rate_out_bps)},
     {"last_seen", F_I64, PR(last_seen)},
+    {"banned_until", F_I64, PR(banned_until)},
     {"bytes_received", F_U64, PR(bytes_received)},
     {"bytes_served", F_U64, PR(bytes_served)},
     {NULL, 0, 0},

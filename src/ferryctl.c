@@ -801,6 +801,22 @@ static char *fmt_ago(char *buf, size_t cap, int64_t when)
 	return buf;
 }
 
+/* "banned (42s left)", "banned (9m left)", "banned (5h left)", "banned (2d left)". */
+static char *fmt_banned(char *buf, size_t cap, int64_t until)
+{
+	int64_t d = until - (int64_t)time(NULL);
+
+	if (d < 60)
+		snprintf(buf, cap, "banned (%llds left)", (long long)(d > 0 ? d : 0));
+	else if (d < 3600)
+		snprintf(buf, cap, "banned (%lldm left)", (long long)((d + 59) / 60));
+	else if (d < 86400)
+		snprintf(buf, cap, "banned (%lldh left)", (long long)((d + 3599) / 3600));
+	else
+		snprintf(buf, cap, "banned (%lldd left)", (long long)((d + 86399) / 86400));
+	return buf;
+}
+
 static int on_peer(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
 {
 	struct ctl *c = arg;
@@ -821,7 +837,12 @@ static int on_peer(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
 		ctl_out_str(c->out, "node_id", "id", id_short(hex, p.node_id));
 	ctl_out_str(c->out, "address", "address", p.address ? p.address : "");
 	ctl_out_str(c->out, "site", "site", p.site ? p.site : "");
-	ctl_out_str(c->out, "state", "state", p.state ? p.state : "");
+	if (!c->json && p.banned_until > 0)
+		ctl_out_str(c->out, "state", "state", fmt_banned(buf, sizeof(buf), p.banned_until));
+	else
+		ctl_out_str(c->out, "state", "state", p.state ? p.state : "");
+	if (c->json && p.banned_until > 0)
+		ctl_out_uint(c->out, "banned_until", "banned until", (uint64_t)p.banned_until);
 	ctl_out_bool(c->out, "lan", "lan", p.lan);
 	if (p.rtt_ms >= 0) {
 		snprintf(buf, sizeof(buf), "%.0f ms", p.rtt_ms);

@@ -643,6 +643,7 @@ void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row
 		struct npeer *p = peer_by_id(n, g->id);
 		struct node_peer_row row = {0};
 		struct peer_conn_stats cs;
+		uint64_t until = sched_banned_until(n->sched, g->id, now);
 
 		memcpy(row.node_id, g->id, 32);
 		row.address = g->addr;
@@ -661,8 +662,9 @@ void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row
 			row.last_seen = cs.last_seen_unix;
 			if (p->addr[0] == '\0')
 				row.address = peer_conn_addr(p->c);
-		} else if (sched_banned_until(n->sched, g->id, now) > 0) {
+		} else if (until > 0) {
 			row.state = "banned";
+			row.banned_until = (int64_t)time(NULL) + (int64_t)((until - now + 999) / 1000);
 		} else if (g->next_dial > now) {
 			row.state = "backoff";
 		} else {

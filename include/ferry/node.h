@@ -104,6 +104,7 @@ struct node_peer_row {
 	double rtt_ms;	     /* < 0 if unknown */
 	double rate_in_bps, rate_out_bps;
 	int64_t last_seen;   /* unix seconds, 0 = never */
+	int64_t banned_until; /* unix seconds a "banned" peer's ban ends, 0 = not banned */
 	uint64_t bytes_received, bytes_served; /* chunk data since ferryd started */
 };
 void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row *row), void *arg);

@@ -177,8 +177,9 @@ rss_check() {
 		fail "ferryd $1 reached $(mib "$rmax") MiB of RssAnon, over $HOSTILE_RSS_MAX_MIB MiB"
 }
 
-# peer_state NODE SHORT_ID: the state `ferryctl peers` shows for that peer
-# ("" if it is not listed); "-" if this ferryctl has no peers command.
+# peer_state NODE SHORT_ID [FIELD]: the state (or FIELD) `ferryctl --json
+# peers` shows for that peer ("" if it is not listed); "-" if this ferryctl
+# has no peers command.
 peer_state() {
 	if ! has_ctl peers; then
 		echo -
@@ -190,9 +191,9 @@ doc = json.load(sys.stdin)
 rows = doc.get("peers", doc) if isinstance(doc, dict) else doc
 for r in rows:
     if str(r.get("node_id", "")).startswith(sys.argv[1]):
-        print(r.get("state", ""))
+        print(r.get(sys.argv[2], ""))
         break
-' "$2"
+' "$2" "${3:-state}"
 }
 
 # ban_check NODE SHORT_ID REASON: NODE banned the peer (docs/protocol.md,
@@ -205,7 +206,13 @@ ban_check() {
 	say "$(grep "banning peer $2" "$T/$1/log" | sed 's/^<[0-9]>//')"
 	bst=$(peer_state "$1" "$2")
 	[ "$bst" = - ] || [ "$bst" = banned ] || fail "ferryctl peers shows $2 as '$bst', not banned"
-	[ "$bst" = - ] || say "ferryctl peers: $2 is $bst"
+	[ "$bst" = - ] && return 0
+	left=$(($(peer_state "$1" "$2" banned_until) - $(date +%s)))
+	[ "$left" -gt 540 ] && [ "$left" -le 601 ] ||
+		fail "ferryctl peers gives $2's ban $left s to run, not about 600"
+	ctl --socket "$T/$1/ferryd.sock" peers | grep "^$2 .* banned (10m left) " >/dev/null ||
+		fail "ferryctl peers does not show $2 as 'banned (10m left)': $(ctl --socket "$T/$1/ferryd.sock" peers)"
+	say "ferryctl peers: $2 is $bst, $left s to run"
 }
 
 # refusals NODE SHORT_ID: how many times NODE refused that peer at the

@@ -884,12 +884,14 @@ static void test_data_round_trip(void **state)
 
 	peer.rtt_ms = -1;
 	peer.last_seen = -3;
+	peer.banned_until = 1700000600;
 	assert_int_equal(ctl_data_encode(CTL_DATA_PEER, &peer, &msg, &len), 0);
 	assert_int_equal(ctl_msg_decode(msg + CTL_HDR_LEN, len - CTL_HDR_LEN, &m), 0);
 	assert_int_equal(ctl_data_decode(CTL_DATA_PEER, m.data, m.data_len, &pr2, &mem), 0);
 	assert_string_equal(pr2.state, "backoff");
 	assert_true(pr2.rtt_ms == -1);
 	assert_int_equal(pr2.last_seen, -3);
+	assert_int_equal(pr2.banned_until, 1700000600);
 	free(mem);
 	free(msg);
 }
