@@ -115,8 +115,11 @@ void metrics_snapshot_free(struct metrics_snapshot *s)
 		free(s->peers[i].state);
 	for (size_t i = 0; i < s->nmodels; i++)
 		free(s->models[i].name);
+	for (size_t i = 0; i < s->nlimits; i++)
+		free(s->limits[i].name);
 	free(s->peers);
 	free(s->models);
+	free(s->limits);
 	free(s);
 }
 
@@ -145,6 +148,13 @@ void metrics_add_model(struct metrics_snapshot *s, const char *name, uint64_t ve
 							 .present = present,
 							 .size = size,
 							 .active = active};
+}
+
+void metrics_add_limit(struct metrics_snapshot *s, const char *name, uint64_t rate_bps)
+{
+	s->limits = xreallocarray(s->limits, s->nlimits + 1, sizeof(*s->limits));
+	s->limits[s->nlimits++] =
+	    (struct metrics_limit){.name = xstrdup(name), .rate_bps = rate_bps};
 }
 
 /* Has an earlier model entry than i the same name? (each name gets one active-version line) */
@@ -217,6 +227,13 @@ char *metrics_render(const struct metrics_snapshot *s, size_t *len)
 		sb_printf(&b, "\"} %llu\n", (unsigned long long)s->peers[i].count);
 	}
 	models(&b, s);
+	header(&b, "ferry_rate_limit_bits_per_second", "gauge",
+	       "Rate limit in force ([limits], its wan_window, or ferryctl limit); 0 for none.");
+	for (size_t i = 0; i < s->nlimits; i++) {
+		sb_printf(&b, "ferry_rate_limit_bits_per_second{limit=\"");
+		sb_label(&b, s->limits[i].name);
+		sb_printf(&b, "\"} %llu\n", (unsigned long long)s->limits[i].rate_bps);
+	}
 	scalar(&b, "ferry_store_bytes", "gauge", "Encoded bytes of the chunks in the store.",
 	       s->store_bytes);
 	scalar(&b, "ferry_store_chunks", "gauge", "Chunks in the store.", s->store_chunks);

@@ -459,6 +459,11 @@ static void metrics_model(void *arg, const struct node_model_row *row)
 			  row->active);
 }
 
+static void metrics_limit(void *arg, const struct node_limit_row *row)
+{
+	metrics_add_limit(arg, row->name, row->rate_bps);
+}
+
 static struct metrics_snapshot *snapshot(struct node *n)
 {
 	struct metrics_snapshot *s = metrics_snapshot_new();
@@ -481,6 +486,7 @@ static struct metrics_snapshot *snapshot(struct node *n)
 	s->uptime_s = st.uptime_s;
 	node_peers(n, metrics_peer, s);
 	node_models(n, metrics_model, s);
+	node_limits(n, metrics_limit, s);
 	return s;
 }
 

@@ -35,6 +35,11 @@ struct metrics_peer_state {
 	uint64_t count;
 };
 
+struct metrics_limit {
+	char *name;	  /* "download", "wan_upload", ... as `ferryctl limit` names them */
+	uint64_t rate_bps; /* in force; 0 = unlimited */
+};
+
 /*
  * A snapshot of the figures. Counters (bytes, chunks) count since ferryd
  * started. Filled by the caller; the arrays are managed by the functions
@@ -58,6 +63,8 @@ struct metrics_snapshot {
 	size_t npeers;
 	struct metrics_model *models; /* in the order added */
 	size_t nmodels;
+	struct metrics_limit *limits; /* in the order added */
+	size_t nlimits;
 };
 
 /*
@@ -72,6 +79,8 @@ void metrics_add_peer(struct metrics_snapshot *s, const char *state);
 /* Add a model version (name copied); present is clamped to 0..1. */
 void metrics_add_model(struct metrics_snapshot *s, const char *name, uint64_t version,
 		       double present, uint64_t size, bool active);
+/* Add a rate limit as in force now (name copied; rate_bps 0 = unlimited). */
+void metrics_add_limit(struct metrics_snapshot *s, const char *name, uint64_t rate_bps);
 
 /*
  * Render s as Prometheus text. The result is malloc'd, NUL-terminated and

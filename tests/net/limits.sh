@@ -50,6 +50,10 @@ d = json.load(open(sys.argv[1]))
 assert d["limit_wan_download_bps"] == 4000000 and d["limit_upload_bps"] == 8000000, d
 assert d["limit_download_bps"] == 0 and d["limit_lan_upload_bps"] == 500000, d
 ' "$T/out.json" || fail "status --json limits: $(cat "$T/out.json")"
+ctl $S metrics >"$T/out" || fail "metrics failed"
+grep -q '^ferry_rate_limit_bits_per_second{limit="wan_download"} 4000000$' "$T/out" &&
+	grep -q '^ferry_rate_limit_bits_per_second{limit="download"} 0$' "$T/out" ||
+	fail "metrics limits: $(grep rate_limit "$T/out")"
 grep -q "limit wan_download requested by uid $(id -u)" "$T/a/log" || fail "the change was not logged"
 grep -q "wan_download limit is now 4.0 Mbit/s (set by ferryctl until ferryd restarts)" "$T/a/log" ||
 	fail "the new rate was not logged"

@@ -75,6 +75,11 @@ static const char golden[] =
     "ferry_model_active_version{name=\"llama-7b\"} 3\n"
     "ferry_model_active_version{name=\"whisper\"} 0\n"
     "ferry_model_active_version{name=\"q\\\"x\\\\y\\nz\"} 0\n"
+    "# HELP ferry_rate_limit_bits_per_second Rate limit in force ([limits], its wan_window, "
+    "or ferryctl limit); 0 for none.\n"
+    "# TYPE ferry_rate_limit_bits_per_second gauge\n"
+    "ferry_rate_limit_bits_per_second{limit=\"download\"} 0\n"
+    "ferry_rate_limit_bits_per_second{limit=\"wan_download\"} 2000000\n"
     "# HELP ferry_store_bytes Encoded bytes of the chunks in the store.\n"
     "# TYPE ferry_store_bytes gauge\n"
     "ferry_store_bytes 9000000000\n"
@@ -123,6 +128,8 @@ static struct metrics_snapshot *sample(void)
 	metrics_add_model(s, "whisper", 12, 1.0 / 3, 1000, false);
 	/* Model names are checked elsewhere; the renderer escapes whatever it gets. */
 	metrics_add_model(s, "q\"x\\y\nz", 1, -0.5, 0, false);
+	metrics_add_limit(s, "download", 0);
+	metrics_add_limit(s, "wan_download", 2000000);
 	return s;
 }
 
@@ -175,7 +182,7 @@ static void test_zero_snapshot(void **state)
 		}
 	}
 	assert_int_equal(helps, types);
-	assert_int_equal(types, 16);
+	assert_int_equal(types, 17);
 	/* 2 + 2 link lines, 2 chunk counters, reconnects, resumed bytes, 4 peer states, 6 store
 	 * and node gauges. */
 	assert_int_equal(samples, 18);
