@@ -47,6 +47,16 @@ ferry_available() {
 	ferry__probe
 }
 
+# ferry_scenario_require NAME: 0 if scenario NAME can run here: the lab can
+# (lab_require, root and the tools) and ferry has what it drives
+# (ferry_available); otherwise 1, having said why NAME is skipped.
+ferry_scenario_require() {
+	lab_require || return 1
+	ferry_available && return 0
+	echo "$1: skipped: ferry cannot run it yet ($FERRY_MISSING)"
+	return 1
+}
+
 # Start a ferryd that neither listens nor looks for peers, with every path in
 # a temporary directory, and see whether it answers `ferryctl status`.
 ferry__probe() {

@@ -30,11 +30,7 @@ LAB_OUTAGE=
 settle=${LIMITS_SETTLE:-4}
 window=${LIMITS_WINDOW:-12}
 
-lab_require || exit 77
-if ! ferry_available; then
-	echo "limits: skipped: ferry cannot run it yet ($FERRY_MISSING)"
-	exit 77
-fi
+ferry_scenario_require limits || exit 77
 "$FERRYCTL" help limit >/dev/null 2>&1 || {
 	echo "limits: skipped: this ferryctl has no limit command"
 	exit 77

@@ -36,11 +36,7 @@ LAB_DELAY=100
 LAB_LOSS=1
 LAB_OUTAGE=
 
-lab_require || exit 77
-if ! ferry_available; then
-	echo "outage: skipped: ferry cannot run it yet ($FERRY_MISSING)"
-	exit 77
-fi
+ferry_scenario_require outage || exit 77
 
 # On failure, show what the daemons said.
 lab_on_down() {
