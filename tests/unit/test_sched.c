@@ -855,6 +855,17 @@ static void test_owner_timeout(void **state)
 	site_free(&st);
 }
 
+/* What s may fetch over the WAN: every chunk (all: members lagging), or only its own share. */
+static void assert_wan_ok(const struct sched *s, const struct site *st, bool all)
+{
+	for (size_t c = 0; c < st->n; c++) {
+		struct sched_chunk_info ci;
+
+		assert_int_equal(sched_chunk_info(s, st->chunks[c].id, &ci), 0);
+		assert_int_equal(ci.wan_ok, all || ci.mine);
+	}
+}
+
 /*
  * While our own WAN requests get nothing, the WAN is down, not the members:
  * nobody is judged lagging, and when data flows again members start afresh.
@@ -875,31 +886,16 @@ static void test_wan_outage_no_lag(void **state)
 	assert_true(k > 50);
 	assert_int_equal(sched_tick(s, timeout, &cancel), 0); /* HQ is the only holder: no stall */
 	assert_int_equal(cancel.n, 0);
-	for (size_t c = 0; c < n; c++) {
-		struct sched_chunk_info ci;
-
-		assert_int_equal(sched_chunk_info(s, st.chunks[c].id, &ci), 0);
-		assert_int_equal(ci.wan_ok, ci.mine);
-	}
+	assert_wan_ok(s, &st, false);
 	/* Data flows again at timeout + 1; the members have a timeout from then. */
 	for (uint64_t t = timeout + 1; t < 2 * timeout + 1; t += 1000) {
 		assert_int_equal(sched_chunk_progress(s, 0, out[0].id, 10, t), 0);
 		assert_int_equal(sched_tick(s, t, &cancel), 0);
 	}
-	for (size_t c = 0; c < n; c++) {
-		struct sched_chunk_info ci;
-
-		assert_int_equal(sched_chunk_info(s, st.chunks[c].id, &ci), 0);
-		assert_int_equal(ci.wan_ok, ci.mine);
-	}
+	assert_wan_ok(s, &st, false);
 	assert_int_equal(sched_chunk_progress(s, 0, out[0].id, 10, 2 * timeout + 1), 0);
 	assert_int_equal(sched_tick(s, 2 * timeout + 1, &cancel), 0);
-	for (size_t c = 0; c < n; c++) {
-		struct sched_chunk_info ci;
-
-		assert_int_equal(sched_chunk_info(s, st.chunks[c].id, &ci), 0);
-		assert_true(ci.wan_ok);
-	}
+	assert_wan_ok(s, &st, true);
 	sched_reqs_free(&cancel);
 	free(out);
 	site_free(&st);
@@ -939,20 +935,11 @@ static void test_short_outage_no_lag(void **state)
 			assert_int_equal(sched_chunk_progress(s, 4, two.id, 10, t), 0);
 		}
 		assert_int_equal(sched_tick(s, t, &cancel), 0);
-		for (size_t c = 0; c < n && t + 500 > timeout && t < back + timeout; c++) {
-			struct sched_chunk_info ci;
-
-			assert_int_equal(sched_chunk_info(s, st.chunks[c].id, &ci), 0);
-			assert_int_equal(ci.wan_ok, ci.mine);
-		}
+		if (t + 500 > timeout && t < back + timeout)
+			assert_wan_ok(s, &st, false);
 	}
 	/* A full timeout of data since the link came back, none gained: lagging. */
-	for (size_t c = 0; c < n; c++) {
-		struct sched_chunk_info ci;
-
-		assert_int_equal(sched_chunk_info(s, st.chunks[c].id, &ci), 0);
-		assert_true(ci.wan_ok);
-	}
+	assert_wan_ok(s, &st, true);
 	sched_reqs_free(&cancel);
 	free(out);
 	site_free(&st);
