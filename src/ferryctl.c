@@ -781,23 +781,34 @@ static int cmd_status(struct ctl *c)
 	return r < 0 ? fail(c, r) : 0;
 }
 
+/* d >= 0 seconds in its largest unit: "42s", "3m", "5h", "2d"; whole units rounded up if up. */
+static const char *fmt_span(char *buf, size_t cap, int64_t d, bool up)
+{
+	static const struct {
+		int64_t secs;
+		char unit;
+	} units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}};
+	size_t i = 0;
+
+	while (d < units[i].secs && units[i].secs > 1)
+		i++;
+	snprintf(buf, cap, "%lld%c",
+		 (long long)((d + (up ? units[i].secs - 1 : 0)) / units[i].secs), units[i].unit);
+	return buf;
+}
+
 /* "now", "42s ago", "3m ago", "5h ago", "2d ago", "never". */
 static char *fmt_ago(char *buf, size_t cap, int64_t when)
 {
 	int64_t d = (int64_t)time(NULL) - when;
+	char span[24];
 
 	if (when <= 0)
 		snprintf(buf, cap, "never");
 	else if (d < 1)
 		snprintf(buf, cap, "now");
-	else if (d < 60)
-		snprintf(buf, cap, "%llds ago", (long long)d);
-	else if (d < 3600)
-		snprintf(buf, cap, "%lldm ago", (long long)(d / 60));
-	else if (d < 86400)
-		snprintf(buf, cap, "%lldh ago", (long long)(d / 3600));
 	else
-		snprintf(buf, cap, "%lldd ago", (long long)(d / 86400));
+		snprintf(buf, cap, "%s ago", fmt_span(span, sizeof(span), d, false));
 	return buf;
 }
 
@@ -805,15 +816,9 @@ static char *fmt_ago(char *buf, size_t cap, int64_t when)
 static char *fmt_banned(char *buf, size_t cap, int64_t until)
 {
 	int64_t d = until - (int64_t)time(NULL);
+	char span[24];
 
-	if (d < 60)
-		snprintf(buf, cap, "banned (%llds left)", (long long)(d > 0 ? d : 0));
-	else if (d < 3600)
-		snprintf(buf, cap, "banned (%lldm left)", (long long)((d + 59) / 60));
-	else if (d < 86400)
-		snprintf(buf, cap, "banned (%lldh left)", (long long)((d + 3599) / 3600));
-	else
-		snprintf(buf, cap, "banned (%lldd left)", (long long)((d + 86399) / 86400));
+	snprintf(buf, cap, "banned (%s left)", fmt_span(span, sizeof(span), d > 0 ? d : 0, true));
 	return buf;
 }
 
@@ -821,7 +826,7 @@ static int on_peer(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
 {
 	struct ctl *c = arg;
 	struct node_peer_row p;
-	char *mem, hex[65], buf[32];
+	char *mem, hex[65], buf[48];
 	int r;
 
 	(void)cl;
