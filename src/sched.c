@@ -809,7 +809,11 @@ static void wan_best_update(struct sched *s, uint64_t now)
 	}
 }
 
-/* p is a WAN peer far slower than the fastest, which holds the chunk in slot. */
+/*
+ * p is a WAN peer far slower than the fastest, which holds the chunk in slot
+ * and may be asked for it (not the peer it just stalled at: the chunk would
+ * wait until the fastest is no longer the fastest).
+ */
 static bool wan_slow_for(const struct sched *s, uint32_t h, const struct peer *p, uint32_t slot)
 {
 	const struct peer *b;
@@ -817,7 +821,8 @@ static bool wan_slow_for(const struct sched *s, uint32_t h, const struct peer *p
 	if (p->link != SCHED_WAN || s->wan_best == NONE || s->wan_best == h)
 		return false;
 	b = s->peers[s->wan_best];
-	return bit_get(b->has, slot) && peer_rate(s, p) * WAN_SLOW_FACTOR < peer_rate(s, b);
+	return bit_get(b->has, slot) && may_ask(s, &s->ch[slot], s->wan_best) &&
+	       peer_rate(s, p) * WAN_SLOW_FACTOR < peer_rate(s, b);
 }
 
 static unsigned min_level(const struct sched *s)
