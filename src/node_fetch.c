@@ -283,7 +283,112 @@ static void sched_have_replay(struct node *n, struct npeer *p, struct nver *v)
 	free(ones);
 }
 
-static void send_cancel_for(struct node *n, const struct sched_reqs *cancel)
+/* ---- partly received chunks ---- */
+
+static void part_free(struct node *n, struct npart **pp)
+{
+	struct npart *t = *pp;
+
+	*pp = t->next;
+	n->part_bytes -= t->total;
+	free(t->buf);
+	free(t);
+}
+
+/* The link that points at the part of chunk id, or at the list's end (NULL) if none. */
+static struct npart **part_find(struct node *n, const uint8_t id[32])
+{
+	struct npart **pp = &n->parts;
+
+	while (*pp != NULL && memcmp((*pp)->id, id, 32) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/*
+ * p went down in the middle of chunk request r, or r stalled: keep what
+ * arrived, so that whichever peer is asked for the chunk next (p's node after
+ * a reconnect, or another holder: every holder stores the publisher's encoded
+ * bytes) sends only the rest. The oldest go first beyond NODE_PART_MAX.
+ */
+static void part_keep(struct node *n, const struct npeer *p, struct nreq *r)
+{
+	struct npart *t, **pp;
+
+	if (r->piece != NULL || r->got == 0 || r->got >= r->total || r->total > NODE_PART_MAX)
+		return;
+	pp = part_find(n, r->id);
+	if (*pp != NULL) {
+		if ((*pp)->got >= r->got)
+			return;
+		part_free(n, pp);
+	}
+	t = xcalloc(1, sizeof(*t));
+	memcpy(t->id, r->id, 32);
+	memcpy(t->node, p->id, 32);
+	t->buf = r->buf;
+	t->total = r->total;
+	t->got = r->got;
+	t->kept_ms = node__now(n);
+	r->buf = NULL;
+	t->next = n->parts;
+	n->parts = t;
+	n->part_bytes += t->total;
+	while (n->part_bytes > NODE_PART_MAX) {
+		for (pp = &n->parts; (*pp)->next != NULL; pp = &(*pp)->next)
+			;
+		part_free(n, pp);
+	}
+}
+
+/*
+ * A new request r of p: start it where a part of its chunk ends. When the part
+ * came from another node and the chunk then fails its check, neither is
+ * blamed (chunk_verified).
+ */
+static void part_resume(struct node *n, const struct npeer *p, struct nreq *r)
+{
+	struct npart **pp = part_find(n, r->id), *t = *pp;
+
+	if (t == NULL)
+		return;
+	if (t->total == r->want_len) {
+		r->buf = t->buf;
+		r->total = t->total;
+		r->got = t->got;
+		r->mixed = memcmp(t->node, p->id, 32) != 0;
+		t->buf = NULL;
+		n->resumed_bytes += t->got;
+	}
+	part_free(n, pp);
+}
+
+/* The chunk id arrived whole: a part of it is of no use any more. */
+static void part_drop(struct node *n, const uint8_t id[32])
+{
+	struct npart **pp = part_find(n, id);
+
+	if (*pp != NULL)
+		part_free(n, pp);
+}
+
+/* Parts older than NODE_PART_MS: nobody was asked for their chunk since. */
+static void part_expire(struct node *n, uint64_t now)
+{
+	for (struct npart **pp = &n->parts; *pp != NULL;) {
+		if (now - (*pp)->kept_ms >= NODE_PART_MS)
+			part_free(n, pp);
+		else
+			pp = &(*pp)->next;
+	}
+}
+
+/*
+ * Cancel the requests of cancel at their peers. keep: keep what arrived of
+ * each as a part (the request stalled; whoever is asked next sends only the
+ * rest), rather than drop it (the chunk arrived or is no longer wanted).
+ */
+static void send_cancel_for(struct node *n, const struct sched_reqs *cancel, bool keep)
 {
 	for (size_t i = 0; i < cancel->n; i++) {
 		struct npeer *p = cancel->v[i].peer < ARRAY_SIZE(n->by_handle)
@@ -308,6 +413,8 @@ static void send_cancel_for(struct node *n, const struct sched_reqs *cancel)
 				send_msg(p, &m);
 				*pr = r->next;
 				p->nreqs--;
+				if (keep)
+					part_keep(n, p, r);
 				free(r->buf);
 				free(r);
 				break;
@@ -352,7 +459,7 @@ static void ver_sched_out(struct node *n, struct nver *v)
 	if (!v->in_sched)
 		return;
 	sched_unwant(n->sched, v->vid, &cancel);
-	send_cancel_for(n, &cancel);
+	send_cancel_for(n, &cancel, false);
 	sched_reqs_free(&cancel);
 	v->in_sched = false;
 }
@@ -684,106 +791,6 @@ static void req_send(struct npeer *p, const struct nreq *r)
 	send_msg(p, &m);
 	log_debug(LOG_FETCH, "asked peer %s for %s %s from byte %" PRIu32, sid(pid, p->id),
 		  r->piece != NULL ? "index piece" : "chunk", sid(cid, r->id), r->got);
-}
-
-/* ---- partly received chunks ---- */
-
-static void part_free(struct node *n, struct npart **pp)
-{
-	struct npart *t = *pp;
-
-	*pp = t->next;
-	n->part_bytes -= t->total;
-	free(t->buf);
-	free(t);
-}
-
-/* The link that points at the part of chunk id, or at the list's end (NULL) if none. */
-static struct npart **part_find(struct node *n, const uint8_t id[32])
-{
-	struct npart **pp = &n->parts;
-
-	while (*pp != NULL && memcmp((*pp)->id, id, 32) != 0)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-/*
- * p went down in the middle of chunk request r: keep what arrived, so that
- * whichever peer is asked for the chunk next (p's node after a reconnect, or
- * another holder: every holder stores the publisher's encoded bytes) sends
- * only the rest. The oldest go first beyond NODE_PART_MAX.
- */
-static void part_keep(struct node *n, const struct npeer *p, struct nreq *r)
-{
-	struct npart *t, **pp;
-
-	if (r->piece != NULL || r->got == 0 || r->got >= r->total || r->total > NODE_PART_MAX)
-		return;
-	pp = part_find(n, r->id);
-	if (*pp != NULL) {
-		if ((*pp)->got >= r->got)
-			return;
-		part_free(n, pp);
-	}
-	t = xcalloc(1, sizeof(*t));
-	memcpy(t->id, r->id, 32);
-	memcpy(t->node, p->id, 32);
-	t->buf = r->buf;
-	t->total = r->total;
-	t->got = r->got;
-	t->kept_ms = node__now(n);
-	r->buf = NULL;
-	t->next = n->parts;
-	n->parts = t;
-	n->part_bytes += t->total;
-	while (n->part_bytes > NODE_PART_MAX) {
-		for (pp = &n->parts; (*pp)->next != NULL; pp = &(*pp)->next)
-			;
-		part_free(n, pp);
-	}
-}
-
-/*
- * A new request r of p: start it where a part of its chunk ends. When the part
- * came from another node and the chunk then fails its check, neither is
- * blamed (chunk_verified).
- */
-static void part_resume(struct node *n, const struct npeer *p, struct nreq *r)
-{
-	struct npart **pp = part_find(n, r->id), *t = *pp;
-
-	if (t == NULL)
-		return;
-	if (t->total == r->want_len) {
-		r->buf = t->buf;
-		r->total = t->total;
-		r->got = t->got;
-		r->mixed = memcmp(t->node, p->id, 32) != 0;
-		t->buf = NULL;
-		n->resumed_bytes += t->got;
-	}
-	part_free(n, pp);
-}
-
-/* The chunk id arrived whole: a part of it is of no use any more. */
-static void part_drop(struct node *n, const uint8_t id[32])
-{
-	struct npart **pp = part_find(n, id);
-
-	if (*pp != NULL)
-		part_free(n, pp);
-}
-
-/* Parts older than NODE_PART_MS: nobody was asked for their chunk since. */
-static void part_expire(struct node *n, uint64_t now)
-{
-	for (struct npart **pp = &n->parts; *pp != NULL;) {
-		if (now - (*pp)->kept_ms >= NODE_PART_MS)
-			part_free(n, pp);
-		else
-			pp = &(*pp)->next;
-	}
 }
 
 /* Whether p is one of the last peers that failed piece i of v. */
@@ -1233,7 +1240,7 @@ static void chunk_verified(struct node *n, struct verify_job *j, struct npeer *p
 	}
 	part_drop(n, j->id);
 	sched_chunk_done(n->sched, p != NULL ? p->h : SCHED_PEER_NONE, j->id, now, &cancel);
-	send_cancel_for(n, &cancel);
+	send_cancel_for(n, &cancel, false);
 	sched_reqs_free(&cancel);
 	/* Credit the versions it belongs to, for the completion line. */
 	{
@@ -1744,6 +1751,7 @@ static void peer_bench(struct node *n, struct npeer *p, uint64_t now)
 		send_msg(p, &m);
 		*pr = r->next;
 		p->nreqs--;
+		part_keep(n, p, r);
 		free(r->buf);
 		free(r);
 	}
@@ -1837,7 +1845,7 @@ void node__fetch_tick(struct node *n)
 
 	sched_tick(n->sched, now, &cancel);
 	bench_silent(n, &cancel, now);
-	send_cancel_for(n, &cancel);
+	send_cancel_for(n, &cancel, true);
 	sched_reqs_free(&cancel);
 	unbench(n, now);
 	/* Index pieces without data for their timeout go to a peer that has not failed them. */

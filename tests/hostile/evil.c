@@ -539,22 +539,29 @@ static int send_have(struct evil *e, struct conn *c, uint64_t version)
 }
 
 /* CHUNK_DATA for enc[from..total) in pieces; total may differ from len (more-bytes). */
-static int send_chunk(struct evil *e, struct conn *c, uint32_t req, const uint8_t *enc,
-		      size_t total, size_t from)
+/* Bytes [from, to) of a chunk of total bytes. */
+static int send_chunk_part(struct evil *e, struct conn *c, uint32_t req, const uint8_t *enc,
+			   size_t total, size_t from, size_t to)
 {
 	int rc = 0;
 
-	for (size_t off = from; off < total && rc == 0; off += WIRE_CHUNK_DATA_MAX) {
+	for (size_t off = from; off < to && rc == 0; off += WIRE_CHUNK_DATA_MAX) {
 		struct wire_msg m = {.type = WIRE_CHUNK_DATA};
 
 		m.chunk_data.req = req;
 		m.chunk_data.offset = (uint32_t)off;
 		m.chunk_data.total = (uint32_t)total;
 		m.chunk_data.data = enc + off;
-		m.chunk_data.len = MIN((size_t)WIRE_CHUNK_DATA_MAX, total - off);
+		m.chunk_data.len = MIN((size_t)WIRE_CHUNK_DATA_MAX, to - off);
 		rc = send_msg(e, c, &m);
 	}
 	return rc;
+}
+
+static int send_chunk(struct evil *e, struct conn *c, uint32_t req, const uint8_t *enc,
+		      size_t total, size_t from)
+{
+	return send_chunk_part(e, c, req, enc, total, from, total);
 }
 
 /* What an honest node says once it is up: its newest manifest and that it holds all of it. */
@@ -646,6 +653,10 @@ static int on_chunk_req(struct evil *e, struct conn *c, const struct wire_chunk_
 		free(junk);
 		break;
 	}
+	case EVIL_STALL:
+		if (c->idx == 0 && q->offset < len / 2)
+			rc = send_chunk_part(e, c, q->req, enc, len, q->offset, len / 2);
+		break;
 	default:
 		rc = send_chunk(e, c, q->req, enc, len, q->offset);
 		break;

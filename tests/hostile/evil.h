@@ -34,6 +34,8 @@
 	  "flood data for requests never made, then answer with more bytes than the chunk has")    \
 	X(SILENT, "silent", "announce everything, then never answer anything (not even PING)")     \
 	X(SLOW, "slow", "announce everything, then write one byte every --interval ms")            \
+	X(STALL, "stall",                                                                          \
+	  "the first half of each chunk on the first connection, no chunk data on later ones")     \
 	X(HALF_OPEN, "half-open", "open --count TCP connections: nothing, or part of message 1")   \
 	X(OVERSIZE, "oversize", "frame headers over the cap; a message over the message cap")      \
 	X(REPLAY, "replay", "re-send a sent frame; replay a handshake on a new connection")        \

@@ -25,7 +25,7 @@ sed -i "s|^min_free_space = .*|min_free_space = 0|" "$T/b/ferryd.conf"
 kill -HUP "$(cat "$T/b/pid")"
 wait_log b "<5>store: store writes resumed" 30
 wait_log b "model llm version 1 complete" 30
-need=$(sed -n 's/.*fetching llm@1: [0-9]* of \([0-9]*\) bytes present.*/\1/p' "$T/b/log" | head -n 1)
+need=$(encoded_of b)
 got=$(sed -n 's/.*model llm version 1 complete (\([0-9]*\) bytes.*/\1/p' "$T/b/log")
 [ "$got" -le $((need + MIB)) ] || fail "b received $got bytes for a model of $need"
 export_check b llm@1 "$T/model"

@@ -196,6 +196,17 @@ export_check() {
 	rm -rf "$out"
 }
 
+# encoded_of NODE: the encoded size of llm@1 in bytes, from the node's
+# "fetching" log line.
+encoded_of() {
+	sed -n 's/.*fetching llm@1: [0-9]* of \([0-9]*\) bytes present.*/\1/p' "$T/$1/log" | head -n 1
+}
+
+# status_of NODE FIELD: one numeric field of the node's `ferryctl --json status`.
+status_of() {
+	ctl --socket "$T/$1/ferryd.sock" --json status | sed -n "s/.*\"$2\": *\([0-9]*\).*/\1/p"
+}
+
 # has_manifest NODE NAME VERSION: the node's store holds that manifest.
 has_manifest() {
 	ctl --store "$T/$1/state" --trust "$PUB" --json models | python3 -c '

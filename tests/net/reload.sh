@@ -41,7 +41,7 @@ wait_log b "configuration reloaded: nothing changed" 10 "$lines"
 say "the fetch goes on over the same session and completes"
 wait_log b "model llm version 1 complete" 60
 [ "$(sessions)" -eq "$before" ] || fail "b opened $(($(sessions) - before)) new sessions after the reload"
-need=$(sed -n 's/.*fetching llm@1: [0-9]* of \([0-9]*\) bytes present.*/\1/p' "$T/b/log" | head -n 1)
+need=$(encoded_of b)
 got=$(sed -n 's/.*model llm version 1 complete (\([0-9]*\) bytes.*/\1/p' "$T/b/log")
 [ -n "$need" ] && [ -n "$got" ] || fail "no byte counts in b's log"
 [ "$got" -le $((need + MIB)) ] || fail "b received $got bytes for a model of $need"

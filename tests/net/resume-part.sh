@@ -16,30 +16,26 @@ publish a llm 1 "$T/model"
 node_start a
 node_start b
 
-# status FIELD: one field of b's ferryctl --json status.
-status() {
-	ctl --socket "$T/b/ferryd.sock" --json status | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p"
-}
 
 for round in 1 2 3; do
 	target=$((round * 3 * MIB))
 	deadline=$(($(date +%s) + 60))
-	while [ "$(status bytes_received)" -lt "$target" ]; do
+	while [ "$(status_of b bytes_received)" -lt "$target" ]; do
 		[ "$(date +%s)" -lt "$deadline" ] || fail "b received less than $target bytes in 60 s"
 		sleep 0.1
 	done
 	grep -q "model llm version 1 complete" "$T/b/log" &&
 		fail "b completed before interruption $round: the test proves nothing"
-	say "round $round: b has received $(status bytes_received) bytes; kill -9 a, start it again"
+	say "round $round: b has received $(status_of b bytes_received) bytes; kill -9 a, start it again"
 	node_kill a
 	node_start a
 done
 wait_log b "model llm version 1 complete" 90
 export_check b llm@1 "$T/model"
 
-need=$(sed -n 's/.*fetching llm@1: [0-9]* of \([0-9]*\) bytes present.*/\1/p' "$T/b/log" | head -n 1)
-got=$(status bytes_received)
-resumed=$(status resumed_bytes)
+need=$(encoded_of b)
+got=$(status_of b bytes_received)
+resumed=$(status_of b resumed_bytes)
 say "encoded $need bytes; b received $got chunk bytes, $resumed of them after a resume"
 [ -n "$need" ] && [ -n "$got" ] && [ -n "$resumed" ] || fail "b's log or status lacks its counters"
 [ "$resumed" -gt 0 ] || fail "no partly received chunk was resumed across three kills of its server"
