@@ -1035,7 +1035,8 @@ static size_t fill(struct sched *s, uint32_t h, struct peer *p, uint64_t now, si
 
 		if (slot == NONE && p->link == SCHED_LAN)
 			slot = pick_endgame(s, h, p);
-		else if (slot == NONE && s->nmembers > 1 && !share_left(s, now))
+		else if (slot == NONE && s->nmembers > 1 &&
+			 (s->wan_best == NONE || s->wan_best == h) && !share_left(s, now))
 			slot = pick(s, h, p, now, true);
 		if (slot == NONE && p->link == SCHED_WAN)
 			slot = pick_endgame_wan(s, h, p, now);

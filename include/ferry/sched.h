@@ -27,8 +27,9 @@
  *   owner        of a chunk: the member with the highest sched_rendezvous()
  *                value; only the owner fetches it over the WAN, the others
  *                take it from the owner over the LAN (see sched_chunk_info),
- *                unless a member with nothing of its own share left to ask
- *                takes it over first (a claim: sched_peer_claim).
+ *                unless a member whose own share has arrived takes it
+ *                over first, through its fastest WAN peer (a claim:
+ *                sched_peer_claim).
  *
  * Typical glue:
  *   s = sched_new(NULL, node_id, seed);

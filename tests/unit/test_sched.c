@@ -829,10 +829,10 @@ static void test_site_split(void **state)
 }
 
 /*
- * A member with nothing of its own share left to ask takes over chunks of the
- * others' shares that nobody claimed; a chunk another member claimed is not
- * asked for, even of our own share, until the claim runs out (the owner
- * timeout: 2 x (1000 x 3 / 125000 B/s + 300 ms) + 10 s).
+ * A member whose own share has arrived takes over, through the fastest WAN
+ * peer, chunks of the others' shares that nobody claimed; a chunk another
+ * member claimed is not asked for, even of our own share, until the claim
+ * runs out (the owner timeout: 2 x (1000 x 3 / 125000 B/s + 300 ms) + 10 s).
  */
 static void test_take_over(void **state)
 {
@@ -842,11 +842,13 @@ static void test_take_over(void **state)
 	int *owner = calloc(n, sizeof(*owner));
 	struct sched_chunk *out = calloc(n, sizeof(*out));
 	struct sched_reqs cancel = {0};
-	size_t share[3] = {0};
+	uint8_t *bits = calloc(n / 8 + 1, 1);
+	size_t share[3] = {0}, taken = 0;
 	int k;
 
 	(void)state;
 	site_init(&st, n, 1000);
+	bits_range(bits, n / 8 + 1, 0, n);
 	for (size_t c = 0; c < n; c++)
 		share[owner[c] = site_owner(&st, c, 3)]++;
 	/*
@@ -861,14 +863,23 @@ static void test_take_over(void **state)
 	for (int i = 0; i < k; i++) {
 		assert_int_equal(owner[chunk_index(st.chunks, n, out[i].id)], 0);
 		if (i < k - 1)
-			assert_int_equal(sched_chunk_done(st.s[0], 0, out[i].id, 1, &cancel), 0);
+			assert_int_equal(sched_chunk_done(st.s[0], 0, out[i].id, 100, &cancel), 0);
 	}
-	assert_int_equal(sched_next(st.s[0], 0, 1, out, n), 0);
-	assert_int_equal(sched_chunk_done(st.s[0], 0, out[k - 1].id, 1, &cancel), 0);
-	k = sched_next(st.s[0], 0, 1, out, n);
-	assert_int_equal(k, share[2]);
-	for (int i = 0; i < k; i++)
-		assert_int_equal(owner[chunk_index(st.chunks, n, out[i].id)], 2);
+	assert_int_equal(sched_next(st.s[0], 0, 100, out, n), 0);
+	assert_int_equal(sched_chunk_done(st.s[0], 0, out[k - 1].id, 100, &cancel), 0);
+	/* Only through the fastest WAN peer, HQ: not through peer 4, a node of another site. */
+	add_peer(st.s[0], 4, 23, SCHED_WAN, 100);
+	assert_int_equal(sched_peer_have(st.s[0], 4, 1, bits, n, 100), 0);
+	assert_int_equal(sched_next(st.s[0], 4, 100, out, n), 0);
+	for (uint64_t t = 100; (k = sched_next(st.s[0], 0, t, out, n)) > 0; t += 100) {
+		for (int i = 0; i < k; i++) {
+			assert_int_equal(owner[chunk_index(st.chunks, n, out[i].id)], 2);
+			assert_int_equal(sched_chunk_done(st.s[0], 0, out[i].id, t + 100, &cancel),
+					 0);
+		}
+		taken += (size_t)k;
+	}
+	assert_int_equal(taken, share[2]);
 	/* Member 2 hears the claims of both: nothing is left for it to ask. */
 	for (size_t c = 0; c < n; c++)
 		assert_int_equal(
@@ -887,6 +898,7 @@ static void test_take_over(void **state)
 	assert_int_equal(sched_peer_claim(st.s[2], 0, st.chunks[0].id, timeout), 0);
 	assert_int_equal(sched_peer_claim(st.s[2], 9, st.chunks[0].id, timeout), FERRY_ENOENT);
 	sched_reqs_free(&cancel);
+	free(bits);
 	free(out);
 	free(owner);
 	site_free(&st);
