@@ -207,6 +207,15 @@ status_of() {
 	ctl --socket "$T/$1/ferryd.sock" --json status | sed -n "s/.*\"$2\": *\([0-9]*\).*/\1/p"
 }
 
+# resume_counters NODE: set need (the encoded size of llm@1), got (chunk
+# bytes NODE received) and resumed (bytes it resumed from parts kept).
+resume_counters() {
+	need=$(encoded_of "$1")
+	got=$(status_of "$1" bytes_received)
+	resumed=$(status_of "$1" resumed_bytes)
+	[ -n "$need" ] && [ -n "$got" ] && [ -n "$resumed" ] || fail "$1's log or status lacks its counters"
+}
+
 # site_fetch: publish $T/model as llm@1 on a (headquarters), start b and c
 # (c dials b), the members of one site, before a, as at a clinic, and wait
 # until both hold the model byte-identical.

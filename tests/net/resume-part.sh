@@ -33,11 +33,8 @@ done
 wait_log b "model llm version 1 complete" 90
 export_check b llm@1 "$T/model"
 
-need=$(encoded_of b)
-got=$(status_of b bytes_received)
-resumed=$(status_of b resumed_bytes)
+resume_counters b
 say "encoded $need bytes; b received $got chunk bytes, $resumed of them after a resume"
-[ -n "$need" ] && [ -n "$got" ] && [ -n "$resumed" ] || fail "b's log or status lacks its counters"
 [ "$resumed" -gt 0 ] || fail "no partly received chunk was resumed across three kills of its server"
 [ "$got" -le $((need + 3 * 61440)) ] ||
 	fail "b received $got chunk bytes for $need encoded: partly received chunks were fetched again"
