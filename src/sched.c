@@ -66,8 +66,6 @@ struct chunk {
 	uint32_t len;
 	uint32_t refs;	       /* wanted versions listing it; 0 = free slot */
 	uint32_t stalled_peer; /* the last peer a request of it stalled on, or NONE */
-	uint32_t claim_peer;   /* the member that last claimed it (sched_peer_claim), or NONE */
-	uint64_t claim_until;  /* its claim holds until then */
 	uint16_t navail, nlan;
 	uint8_t nreq, nactive;
 	bool done, escalated;
@@ -91,9 +89,8 @@ struct peer {
 	uint32_t stalls;
 	uint64_t halved_at; /* the rate is halved at most once per tick */
 	uint64_t last_gain; /* as a member: it last fetched a chunk ranked above us */
-	/* A pick found nothing ([1]: nothing to take over from a member) as of these. */
-	uint64_t gen_has, dry_avail[2], dry_has[2];
-	bool dry[2];
+	uint64_t gen_has, dry_avail, dry_has;
+	bool dry;
 };
 
 struct pend {
@@ -164,7 +161,6 @@ struct sched {
 	unsigned nmembers;
 	uint32_t epoch;
 	uint64_t lagmask;
-	uint64_t last_claim;	/* when a member last claimed a chunk */
 	uint64_t last_wan_data; /* when a WAN peer last sent chunk data */
 	uint64_t wan_back;	/* when WAN data came back after wan_held */
 	bool wan_held;		/* WAN stalls held: our link seemed down (wan_silent) */
@@ -422,7 +418,6 @@ static uint32_t chunk_new(struct sched *s, const struct sched_chunk *sc, bool do
 	c->len = sc->len;
 	c->hc = fold(sc->id);
 	c->stalled_peer = NONE;
-	c->claim_peer = NONE;
 	c->done = done;
 	tab_put(s, slot);
 	return slot;
@@ -755,52 +750,16 @@ static bool lan_first(const struct sched *s, const struct chunk *c, uint32_t slo
 	return false;
 }
 
-/* Whether another member asked a WAN peer for c lately (sched_peer_claim). */
-static bool claimed(const struct sched *s, const struct chunk *c, uint64_t now)
-{
-	const struct peer *q;
-
-	if (c->claim_peer == NONE || now >= c->claim_until)
-		return false;
-	q = s->peers[c->claim_peer];
-	return q != NULL && q->member > 0;
-}
-
-/*
- * Whether we may ask a WAN peer for the chunk in slot: nobody on the LAN has
- * it, no other member claimed it, and it is our share (or escalated); with
- * take, another member's share instead (for us to take it over).
- */
-static bool wan_ok(struct sched *s, uint32_t slot, uint64_t now, bool take)
+static bool wan_ok(struct sched *s, uint32_t slot)
 {
 	struct chunk *c = &s->ch[slot];
-	bool ours;
 
-	if (lan_first(s, c, slot) || claimed(s, c, now))
+	if (lan_first(s, c, slot))
 		return false;
-	ours = c->escalated || !(chunk_above(s, c) & ~s->lagmask);
-	return take ? !ours : ours;
+	return c->escalated || !(chunk_above(s, c) & ~s->lagmask);
 }
 
 /* Picking. */
-
-/*
- * Whether a chunk of our share that a WAN peer holds has not arrived yet.
- * Only once all of them have does a member take over chunks of the others'
- * shares: while each still asks for its own, a member with a window larger
- * than its share would otherwise take over chunks of another that asks for
- * them a moment later, before either hears the other's claim.
- */
-static bool share_left(struct sched *s, uint64_t now)
-{
-	for (uint32_t slot = 0; slot < s->top; slot++) {
-		struct chunk *c = &s->ch[slot];
-
-		if (c->refs && !c->done && !c->nlan && c->navail > 0 && wan_ok(s, slot, now, false))
-			return true;
-	}
-	return false;
-}
 
 /*
  * Whether WAN peer p's rate and RTT tell how fast it would deliver now: it is
@@ -878,17 +837,16 @@ static unsigned min_level(const struct sched *s)
  * The rarest available chunk p holds and may be asked for. The scan starts
  * at a random bit; among equally rare candidates one is drawn at random
  * (reservoir sampling), over the first TIE_WINDOW of them once the rarest
- * level that exists at all is reached, or over all that are seen. take: a
- * chunk of another member's share for WAN peer p (wan_ok).
+ * level that exists at all is reached, or over all that are seen.
  */
-static uint32_t pick(struct sched *s, uint32_t h, struct peer *p, uint64_t now, bool take)
+static uint32_t pick(struct sched *s, uint32_t h, struct peer *p)
 {
 	size_t nw = s->top ? (s->top + 63) / 64 : 0, seen = 0, ties = 0, w0;
 	unsigned target, b0, best_lvl = UINT_MAX;
 	uint32_t best = NONE;
 	uint64_t r;
 
-	if (p->dry[take] && p->dry_avail[take] == s->gen_avail && p->dry_has[take] == p->gen_has)
+	if (p->dry && p->dry_avail == s->gen_avail && p->dry_has == p->gen_has)
 		return NONE;
 	target = min_level(s);
 	if (!target || !nw)
@@ -911,8 +869,7 @@ static uint32_t pick(struct sched *s, uint32_t h, struct peer *p, uint64_t now, 
 			bits &= bits - 1;
 			if (!may_ask(s, c, h))
 				continue;
-			if (p->link == SCHED_WAN &&
-			    (!wan_ok(s, slot, now, take) || wan_slow_for(s, h, p, slot)))
+			if (p->link == SCHED_WAN && (!wan_ok(s, slot) || wan_slow_for(s, h, p, slot)))
 				continue;
 			if (c->navail < best_lvl) {
 				best = slot;
@@ -927,9 +884,9 @@ static uint32_t pick(struct sched *s, uint32_t h, struct peer *p, uint64_t now, 
 	}
 out:
 	if (best == NONE) {
-		p->dry[take] = true;
-		p->dry_avail[take] = s->gen_avail;
-		p->dry_has[take] = p->gen_has;
+		p->dry = true;
+		p->dry_avail = s->gen_avail;
+		p->dry_has = p->gen_has;
 	}
 	return best;
 }
@@ -1007,8 +964,7 @@ static uint32_t pick_endgame_wan(struct sched *s, uint32_t h, const struct peer 
 		c = &s->ch[r->chunk];
 		q = s->peers[r->peer];
 		if (q->link != SCHED_WAN || c->nactive != 1 || c->nreq >= SCHED_MAX_DUP ||
-		    !bit_get(p->has, r->chunk) || !may_ask(s, c, h) ||
-		    !wan_ok(s, r->chunk, now, false))
+		    !bit_get(p->has, r->chunk) || !may_ask(s, c, h) || !wan_ok(s, r->chunk))
 			continue;
 		if (2 * mine >= (double)q->inflight * 1000 / peer_rate(s, q) + peer_rtt_ms(s, q))
 			continue;
@@ -1030,15 +986,12 @@ static size_t fill(struct sched *s, uint32_t h, struct peer *p, uint64_t now, si
 	size_t n = 0;
 
 	while (n < max && peer_room(s, p, 1) && (budget == NULL || *budget > 0)) {
-		uint32_t slot = pick(s, h, p, now, false);
+		uint32_t slot = pick(s, h, p);
 		struct chunk *c;
 
 		if (slot == NONE && p->link == SCHED_LAN)
 			slot = pick_endgame(s, h, p);
-		else if (slot == NONE && s->nmembers > 1 &&
-			 (s->wan_best == NONE || s->wan_best == h) && !share_left(s, now))
-			slot = pick(s, h, p, now, true);
-		if (slot == NONE && p->link == SCHED_WAN)
+		else if (slot == NONE)
 			slot = pick_endgame_wan(s, h, p, now);
 		if (slot == NONE)
 			break;
@@ -1505,23 +1458,6 @@ int sched_peer_have(struct sched *s, uint32_t peer, uint32_t vid, const uint8_t 
 	return 0;
 }
 
-int sched_peer_claim(struct sched *s, uint32_t peer, const uint8_t id[static 32], uint64_t now)
-{
-	const struct peer *p = peer_get(s, peer);
-	uint32_t slot;
-
-	if (!p)
-		return FERRY_ENOENT;
-	slot = lookup(s, id);
-	if (p->member <= 0 || slot == NONE || s->ch[slot].done)
-		return 0;
-	s->ch[slot].claim_peer = peer;
-	s->ch[slot].claim_until = now + owner_timeout(s);
-	s->last_claim = now;
-	s->gen_avail++;
-	return 0;
-}
-
 int sched_peer_have_chunk(struct sched *s, uint32_t peer, const uint8_t id[static 32], uint64_t now)
 {
 	struct peer *p = peer_get(s, peer);
@@ -1774,9 +1710,6 @@ int sched_tick(struct sched *s, uint64_t now, struct sched_reqs *cancel)
 	bool silent = wan_silent(s, now, owner_timeout(s));
 
 	s->wan_held = s->wan_held || silent;
-	/* Claims run out: peers that found nothing to ask may find something now. */
-	if (s->last_claim && now <= s->last_claim + owner_timeout(s) + 1000)
-		s->gen_avail++;
 
 	for (size_t i = 0; i < s->nreqs; i++) {
 		struct req *r = &s->reqs[i];

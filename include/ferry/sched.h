@@ -26,10 +26,7 @@
  *   member       a node of our site that is up: self and every LAN peer.
  *   owner        of a chunk: the member with the highest sched_rendezvous()
  *                value; only the owner fetches it over the WAN, the others
- *                take it from the owner over the LAN (see sched_chunk_info),
- *                unless a member whose own share has arrived takes it
- *                over first, through its fastest WAN peer (a claim:
- *                sched_peer_claim).
+ *                take it from the owner over the LAN (see sched_chunk_info).
  *
  * Typical glue:
  *   s = sched_new(NULL, node_id, seed);
@@ -177,14 +174,6 @@ int sched_peer_rtt(struct sched *s, uint32_t peer, uint32_t rtt_us);
  */
 int sched_peer_have(struct sched *s, uint32_t peer, uint32_t vid, const uint8_t *bitmap,
 		    size_t nbits, uint64_t now);
-
-/*
- * Site member peer (a LAN peer) asked a WAN peer for chunk id at now (a CLAIM
- * message): for an owner timeout, no WAN peer is asked for it here, as our
- * share or taken over from another member's. A claim of a peer that is not a
- * member, or of an id not wanted or done, is ignored (0).
- */
-int sched_peer_claim(struct sched *s, uint32_t peer, const uint8_t id[static 32], uint64_t now);
 
 /* peer now holds chunk id (an incremental have by id). An id not wanted is ignored (0). */
 int sched_peer_have_chunk(struct sched *s, uint32_t peer, const uint8_t id[static 32],

@@ -150,17 +150,7 @@ static void test_lan_preferred(void **state)
 	bits_range(bits, 2, 0, 5);
 	assert_int_equal(sched_peer_have(s, 1, 1, bits, 10, 0), 0);
 
-	/*
-	 * The other member claims its share of 5..9 (it asked HQ for it): the
-	 * WAN peer gets only the chunks of 5..9 this node owns in the site split.
-	 */
-	for (int k = 5; k < 10; k++) {
-		struct sched_chunk_info ci;
-
-		assert_int_equal(sched_chunk_info(s, chunks[k].id, &ci), 0);
-		if (!ci.mine)
-			assert_int_equal(sched_peer_claim(s, 1, chunks[k].id, 0), 0);
-	}
+	/* The WAN peer gets only chunks 5..9 this node owns in the site split. */
 	n = sched_next(s, 0, 0, out, 16);
 	assert_true(n >= 0);
 	for (int i = 0; i < n; i++) {
@@ -179,8 +169,8 @@ static void test_lan_preferred(void **state)
 	}
 	assert_int_equal(cancel.n, 0);
 
-	/* The other member fetched nothing for a long time (its claims ran out): its share
-	 * comes to us, LAN chunks don't. */
+	/* The other member fetched nothing for a long time: its share comes to us, LAN chunks
+	 * don't. */
 	assert_int_equal(sched_tick(s, 600000, &cancel), 0);
 	n = sched_next(s, 0, 600000, out, 16);
 	for (int i = 0; i < n; i++) {
@@ -539,7 +529,6 @@ static void test_endgame_wan(void **state)
 	s = endgame_wan_setup(chunks, out, 3600);
 	assert_int_equal(sched_next(s, 1, 3600, dup, 4), 0);
 	sched_free(s);
-
 	sched_reqs_free(&cancel);
 	free(chunks);
 }
@@ -797,12 +786,7 @@ static void test_site_split(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_true(share[i] >= 850 && share[i] <= 1150);
 
-	/* What member 0 asks HQ for, once the others claimed their shares, is its share. */
-	for (size_t c = 0; c < n; c++)
-		if (owner[c] > 0)
-			assert_int_equal(
-			    sched_peer_claim(st.s[0], (uint32_t)owner[c] + 1, st.chunks[c].id, 0),
-			    0);
+	/* What member 0 actually asks HQ for is its share. */
 	k = sched_next(st.s[0], 0, 0, out, n);
 	assert_int_equal(k, share[0]);
 	for (int i = 0; i < k; i++)
@@ -821,84 +805,8 @@ static void test_site_split(void **state)
 	}
 	assert_int_equal(moved[0] + moved[1], share[2]);
 	assert_true(moved[0] > share[2] / 3 && moved[1] > share[2] / 3);
-	/* Member 0 may now ask for what moved to it (its share is still on its way). */
+	/* Member 0 may now ask for what moved to it. */
 	assert_int_equal(sched_next(st.s[0], 0, 0, out, n), moved[0]);
-	free(out);
-	free(owner);
-	site_free(&st);
-}
-
-/*
- * A member whose own share has arrived takes over, through the fastest WAN
- * peer, chunks of the others' shares that nobody claimed; a chunk another
- * member claimed is not asked for, even of our own share, until the claim
- * runs out (the owner timeout: 2 x (1000 x 3 / 125000 B/s + 300 ms) + 10 s).
- */
-static void test_take_over(void **state)
-{
-	struct site st;
-	const size_t n = 300;
-	const uint64_t timeout = 2 * (24 + 300) + 10000;
-	int *owner = calloc(n, sizeof(*owner));
-	struct sched_chunk *out = calloc(n, sizeof(*out));
-	struct sched_reqs cancel = {0};
-	uint8_t *bits = calloc(n / 8 + 1, 1);
-	size_t share[3] = {0}, taken = 0;
-	int k;
-
-	(void)state;
-	site_init(&st, n, 1000);
-	bits_range(bits, n / 8 + 1, 0, n);
-	for (size_t c = 0; c < n; c++)
-		share[owner[c] = site_owner(&st, c, 3)]++;
-	/*
-	 * Member 1 claimed its share. Member 0 asks for its own, and once all of
-	 * it arrived, takes over member 2's.
-	 */
-	for (size_t c = 0; c < n; c++)
-		if (owner[c] == 1)
-			assert_int_equal(sched_peer_claim(st.s[0], 2, st.chunks[c].id, 0), 0);
-	k = sched_next(st.s[0], 0, 0, out, n);
-	assert_int_equal(k, share[0]);
-	for (int i = 0; i < k; i++) {
-		assert_int_equal(owner[chunk_index(st.chunks, n, out[i].id)], 0);
-		if (i < k - 1)
-			assert_int_equal(sched_chunk_done(st.s[0], 0, out[i].id, 100, &cancel), 0);
-	}
-	assert_int_equal(sched_next(st.s[0], 0, 100, out, n), 0);
-	assert_int_equal(sched_chunk_done(st.s[0], 0, out[k - 1].id, 100, &cancel), 0);
-	/* Only through the fastest WAN peer, HQ: not through peer 4, a node of another site. */
-	add_peer(st.s[0], 4, 23, SCHED_WAN, 100);
-	assert_int_equal(sched_peer_have(st.s[0], 4, 1, bits, n, 100), 0);
-	assert_int_equal(sched_next(st.s[0], 4, 100, out, n), 0);
-	for (uint64_t t = 100; (k = sched_next(st.s[0], 0, t, out, n)) > 0; t += 100) {
-		for (int i = 0; i < k; i++) {
-			assert_int_equal(owner[chunk_index(st.chunks, n, out[i].id)], 2);
-			assert_int_equal(sched_chunk_done(st.s[0], 0, out[i].id, t + 100, &cancel),
-					 0);
-		}
-		taken += (size_t)k;
-	}
-	assert_int_equal(taken, share[2]);
-	/* Member 2 hears the claims of both: nothing is left for it to ask. */
-	for (size_t c = 0; c < n; c++)
-		assert_int_equal(
-		    sched_peer_claim(st.s[2], owner[c] == 1 ? 2 : 1, st.chunks[c].id, 0), 0);
-	assert_int_equal(sched_next(st.s[2], 0, timeout - 1, out, n), 0);
-	/*
-	 * The claims run out (noticed at the next tick; by then the others
-	 * count as lagging too): member 2 asks for its share again.
-	 */
-	assert_int_equal(sched_tick(st.s[2], timeout, &cancel), 0);
-	k = sched_next(st.s[2], 0, timeout, out, n);
-	for (int i = 0; i < k; i++)
-		share[2] -= owner[chunk_index(st.chunks, n, out[i].id)] == 2;
-	assert_int_equal(share[2], 0);
-	/* A claim from a peer that is not a member is ignored. */
-	assert_int_equal(sched_peer_claim(st.s[2], 0, st.chunks[0].id, timeout), 0);
-	assert_int_equal(sched_peer_claim(st.s[2], 9, st.chunks[0].id, timeout), FERRY_ENOENT);
-	sched_reqs_free(&cancel);
-	free(bits);
 	free(out);
 	free(owner);
 	site_free(&st);
@@ -1186,10 +1094,10 @@ static void test_bad_input(void **state)
  * over one shared WAN link (a FIFO at wan_rate, 100 ms each way); members
  * serve each other over the LAN (each member's uplink a FIFO at 100 Mbit/s,
  * 1 ms each way). A member that completes a chunk tells the others (an
- * incremental have), and so does one that asks HQ for a chunk (a claim). Each fetching member runs
- * a scheduler with default parameters, polled after every event and ticked every second.
+ * incremental have). Each fetching member runs a scheduler with default
+ * parameters, polled after every event and ticked every second.
  */
-enum sim_ev { EV_REQ, EV_SERVED, EV_DATA, EV_HAVE, EV_CLAIM, EV_CANCEL, EV_TICK };
+enum sim_ev { EV_REQ, EV_SERVED, EV_DATA, EV_HAVE, EV_CANCEL, EV_TICK };
 
 struct ev {
 	uint64_t t, seq;
@@ -1294,10 +1202,6 @@ static void sim_send(struct sim *m, int member)
 		m->wan_reqs += srv == 0;
 		ev_push(m, m->now + m->srv[srv].lat, EV_REQ, srv, member,
 			sim_index(m->reqs.v[i].id));
-		for (int j = 1; j <= 3 && srv == 0; j++)
-			if (j != member && m->s[j])
-				ev_push(m, m->now + m->srv[member].lat, EV_CLAIM, j, member,
-					sim_index(m->reqs.v[i].id));
 	}
 }
 
@@ -1372,10 +1276,6 @@ static void sim_event(struct sim *m, const struct ev *e)
 		assert_int_equal(
 		    sched_peer_have_chunk(m->s[e->a], (uint32_t)e->b, id, m->now / 1000), 0);
 		sim_send(m, e->a);
-		break;
-	case EV_CLAIM: /* member a learns that member b asked HQ for the chunk */
-		assert_int_equal(sched_peer_claim(m->s[e->a], (uint32_t)e->b, id, m->now / 1000),
-				 0);
 		break;
 	case EV_CANCEL: /* a cancel reaches server a: drop the job if it has not started */
 		sv = &m->srv[e->a];
@@ -1547,7 +1447,6 @@ int main(void)
 	    cmocka_unit_test(test_endgame),
 	    cmocka_unit_test(test_endgame_wan),
 	    cmocka_unit_test(test_wan_slow_peer),
-	    cmocka_unit_test(test_take_over),
 	    cmocka_unit_test(test_wan_silent_no_stall),
 	    cmocka_unit_test(test_abandon),
 	    cmocka_unit_test(test_chunk_abandon),
