@@ -10,7 +10,10 @@ MIB=1048576
 net_init
 make_model "$T/model" 16 5
 
-node_make a "models.want=*"
+# a sends at the rate b reads: with b's limit alone, a filled the sockets'
+# buffers ahead of b, and a kill that reset the connection took what b had
+# not read yet, often the whole partial chunk (no resume in one run of eight).
+node_make a "models.want=*" "limits.upload_rate=4mbit"
 node_make b "models.want=*" "peers.peer=$(addr_of a)" "limits.download_rate=4mbit"
 publish a llm 1 "$T/model"
 node_start a
