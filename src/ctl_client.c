@@ -128,6 +128,12 @@ static int send_msg_fds(struct ctl_client *c, const uint8_t *msg, size_t len, co
 		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
+		/*
+		 * ferryd hung up: what it said before (a refusal, "serving 64
+		 * control clients already") is read as the reply.
+		 */
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+			return 0;
 		if (n < 0)
 			return ferry_errno(errno, "cannot send to ferryd at %s", c->path);
 		off += (size_t)n;

@@ -1500,6 +1500,18 @@ static void test_too_many_clients(void **state)
 	}
 	assert_int_equal(call_cmd(h, "status", &g), FERRY_EBUSY);
 	assert_non_null(strstr(ferry_errmsg(FERRY_EBUSY), "try again"));
+	/* The refusal is read even when the daemon hung up before the request was written. */
+	{
+		struct ctl_client *c = NULL;
+		struct ctl_request req = {.cmd = "status"};
+
+		assert_int_equal(ctl_client_connect(h->sock, &c), 0);
+		usleep(300000);
+		assert_int_equal(ctl_client_request(c, &req, -1), 0);
+		assert_int_equal(ctl_client_replies(c, on_data, &g), FERRY_EBUSY);
+		assert_non_null(strstr(ferry_errmsg(FERRY_EBUSY), "try again"));
+		ctl_client_free(c);
+	}
 	for (int i = 0; i < 64; i++)
 		close(fds[i]);
 	got_free(&g);
