@@ -283,6 +283,61 @@ static void sched_have_replay(struct node *n, struct npeer *p, struct nver *v)
 	free(ones);
 }
 
+/* ---- positions by version, for HAVE_ADD and CLAIM ---- */
+
+struct posbatch {
+	struct nver **v;
+	uint32_t **pos;
+	size_t *npos, n;
+};
+
+static void posbatch_add(struct posbatch *b, struct nver *v, uint32_t pos)
+{
+	size_t t;
+
+	for (t = 0; t < b->n && b->v[t] != v; t++)
+		;
+	if (t == b->n) {
+		b->v = xreallocarray(b->v, b->n + 1, sizeof(*b->v));
+		b->pos = xreallocarray(b->pos, b->n + 1, sizeof(*b->pos));
+		b->npos = xreallocarray(b->npos, b->n + 1, sizeof(*b->npos));
+		b->v[t] = v;
+		b->pos[t] = NULL;
+		b->npos[t] = 0;
+		b->n++;
+	}
+	b->pos[t] = xreallocarray(b->pos[t], b->npos[t] + 1, sizeof(**b->pos));
+	b->pos[t][b->npos[t]++] = pos;
+}
+
+/* Send b as HAVE_ADD or CLAIM messages to every peer (lan_only: to those of our site). */
+static void posbatch_send(struct node *n, const struct posbatch *b, enum wire_type type,
+			  bool lan_only)
+{
+	for (size_t t = 0; t < b->n; t++) {
+		for (size_t off = 0; off < b->npos[t] && !n->stopping; off += WIRE_HAVE_ADD_MAX) {
+			struct wire_msg m = {.type = type};
+
+			snprintf(m.have_add.name, sizeof(m.have_add.name), "%s", b->v[t]->name);
+			m.have_add.version = b->v[t]->version;
+			m.have_add.n = (uint32_t)MIN(b->npos[t] - off, (size_t)WIRE_HAVE_ADD_MAX);
+			m.have_add.positions = b->pos[t] + off;
+			for (struct npeer *p = n->peers; p != NULL; p = p->next)
+				if (!lan_only || p->lan)
+					send_msg(p, &m);
+		}
+	}
+}
+
+static void posbatch_free(struct posbatch *b)
+{
+	for (size_t t = 0; t < b->n; t++)
+		free(b->pos[t]);
+	free(b->v);
+	free(b->pos);
+	free(b->npos);
+}
+
 /* ---- partly received chunks ---- */
 
 static void part_free(struct node *n, struct npart **pp)
@@ -872,6 +927,37 @@ static void fetch_pieces(struct node *n, struct nver *v)
 	}
 }
 
+/*
+ * Tell the members of our site (LAN peers) which chunks we just asked a WAN
+ * peer for, so that none of them asks for the same (docs/scheduling.md,
+ * "Site members share the WAN work").
+ */
+static void send_claims(struct node *n, const struct sched_reqs *reqs)
+{
+	struct posbatch b = {0};
+	bool lan = false;
+
+	for (struct npeer *p = n->peers; p != NULL && !lan; p = p->next)
+		lan = p->lan && p->c != NULL;
+	for (size_t i = 0; i < reqs->n && lan; i++) {
+		struct npeer *p = reqs->v[i].peer < ARRAY_SIZE(n->by_handle)
+				      ? n->by_handle[reqs->v[i].peer]
+				      : NULL;
+
+		if (p == NULL || p->lan)
+			continue;
+		for (uint32_t k = idmap_first(n->idmap, reqs->v[i].id); k != UINT32_MAX;
+		     k = n->idmap->pool[k].next) {
+			if (n->idmap->pool[k].v->in_sched) {
+				posbatch_add(&b, n->idmap->pool[k].v, n->idmap->pool[k].pos);
+				break;
+			}
+		}
+	}
+	posbatch_send(n, &b, WIRE_CLAIM, true);
+	posbatch_free(&b);
+}
+
 void node__fetch_poll(struct node *n)
 {
 	struct sched_reqs reqs = {0};
@@ -896,6 +982,7 @@ void node__fetch_poll(struct node *n)
 		part_resume(n, p, r);
 		req_send(p, r);
 	}
+	send_claims(n, &reqs);
 	sched_reqs_free(&reqs);
 }
 
@@ -1086,6 +1173,18 @@ void node__on_have_add(struct node *n, struct npeer *p, const struct wire_msg *m
 			sched_peer_have_chunk(n->sched, p->h, v->refs[pos].id, node__now(n));
 	}
 	node__fetch_poll(n);
+}
+
+void node__on_claim(struct node *n, struct npeer *p, const struct wire_msg *m)
+{
+	const struct wire_have_add *w = &m->claim;
+	struct nver *v = node__ver_find(n, w->name, w->version);
+
+	if (!p->lan || !p->in_sched || v == NULL || v->state != NV_READY || !v->in_sched)
+		return;
+	for (uint32_t i = 0; i < w->n; i++)
+		if (w->positions[i] < v->n)
+			sched_peer_claim(n->sched, p->h, v->refs[w->positions[i]].id, node__now(n));
 }
 
 /* ---- receiving chunk data ---- */
@@ -1619,66 +1718,35 @@ void node__on_cancel(struct node *n, struct npeer *p, const struct wire_msg *m)
 void node__on_commit(void *arg, const uint8_t (*ids)[32], size_t cnt)
 {
 	struct node *n = arg;
-	struct nver **touched = NULL;
-	uint32_t **adds = NULL;
-	size_t *nadds = NULL, ntouched = 0;
+	struct posbatch b = {0};
 
 	for (size_t i = 0; i < cnt; i++) {
 		for (uint32_t k = idmap_first(n->idmap, ids[i]); k != UINT32_MAX;
 		     k = n->idmap->pool[k].next) {
 			struct nver *v = n->idmap->pool[k].v;
 			uint32_t pos = n->idmap->pool[k].pos;
-			size_t t;
 
 			if (v->state != NV_READY || bit_get(v->present, pos))
 				continue;
 			bit_set(v->present, pos);
 			v->n_present++;
 			v->have_bytes += v->refs[pos].enc_len;
-			for (t = 0; t < ntouched && touched[t] != v; t++)
-				;
-			if (t == ntouched) {
-				touched = xreallocarray(touched, ntouched + 1, sizeof(*touched));
-				adds = xreallocarray(adds, ntouched + 1, sizeof(*adds));
-				nadds = xreallocarray(nadds, ntouched + 1, sizeof(*nadds));
-				touched[t] = v;
-				adds[t] = NULL;
-				nadds[t] = 0;
-				ntouched++;
-			}
-			adds[t] = xreallocarray(adds[t], nadds[t] + 1, sizeof(**adds));
-			adds[t][nadds[t]++] = pos;
+			posbatch_add(&b, v, pos);
 		}
 	}
 	log_debug(LOG_FETCH, "committed %zu chunks; %" PRIu64 " bytes received in all", cnt,
 		  n->bytes_received);
-	for (size_t t = 0; t < ntouched; t++) {
-		struct nver *v = touched[t];
-
-		for (size_t off = 0; off < nadds[t] && !n->stopping; off += WIRE_HAVE_ADD_MAX) {
-			struct wire_msg m = {.type = WIRE_HAVE_ADD};
-
-			snprintf(m.have_add.name, sizeof(m.have_add.name), "%s", v->name);
-			m.have_add.version = v->version;
-			m.have_add.n = (uint32_t)MIN(nadds[t] - off, (size_t)WIRE_HAVE_ADD_MAX);
-			m.have_add.positions = adds[t] + off;
-			for (struct npeer *p = n->peers; p != NULL; p = p->next)
-				send_msg(p, &m);
-		}
-		free(adds[t]);
-	}
-	for (size_t t = 0; t < ntouched; t++)
-		if (touched[t]->n_present == touched[t]->n)
-			ver_complete(n, touched[t]);
-	for (size_t t = 0; t < ntouched; t++) {
-		if (touched[t]->state == NV_COMPLETE) {
+	posbatch_send(n, &b, WIRE_HAVE_ADD, false);
+	for (size_t t = 0; t < b.n; t++)
+		if (b.v[t]->n_present == b.v[t]->n)
+			ver_complete(n, b.v[t]);
+	for (size_t t = 0; t < b.n; t++) {
+		if (b.v[t]->state == NV_COMPLETE) {
 			idmap_rebuild(n);
 			break;
 		}
 	}
-	free(touched);
-	free(adds);
-	free(nadds);
+	posbatch_free(&b);
 	node__fetch_poll(n);
 }
 

@@ -426,6 +426,9 @@ void node__on_message(struct peer_conn *c, const struct wire_msg *m, void *ctx)
 	case WIRE_HAVE_ADD:
 		node__on_have_add(n, p, m);
 		break;
+	case WIRE_CLAIM:
+		node__on_claim(n, p, m);
+		break;
 	case WIRE_CHUNK_REQ:
 		node__on_chunk_req(n, p, m);
 		break;

@@ -349,6 +349,7 @@ void node__peer_up_fetch(struct node *n, struct npeer *p);
 void node__peer_down_fetch(struct node *n, struct npeer *p);
 void node__on_have(struct node *n, struct npeer *p, const struct wire_msg *m);
 void node__on_have_add(struct node *n, struct npeer *p, const struct wire_msg *m);
+void node__on_claim(struct node *n, struct npeer *p, const struct wire_msg *m);
 void node__on_chunk_req(struct node *n, struct npeer *p, const struct wire_msg *m);
 void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg *m);
 void node__on_chunk_none(struct node *n, struct npeer *p, const struct wire_msg *m);

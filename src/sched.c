@@ -41,6 +41,8 @@
 /* An idle WAN peer's rate stands for end-game races this long after its last data. */
 #define WAN_IDLE_RACE_MS 30000
 #define GOLDEN	       0x9e3779b97f4a7c15ull
+/* Rounds of taking over part of a slower member's share ("The site's WAN work"). */
+#define TAKE_LEVELS 8
 
 /* A node that reconnects within REJOIN_MS keeps the rate and RTT measured before. */
 #define REJOIN_MAX 16
@@ -63,9 +65,14 @@ struct chunk {
 	uint64_t hc;	/* fold of the id, the chunk half of the rendezvous hash */
 	uint64_t above; /* members ranked above self for it; valid for epoch */
 	uint32_t epoch;
+	uint8_t top;  /* the member ranked first for it (its owner, lags aside); for epoch */
+	bool counted; /* left to its fetchers (s->left, "The site's WAN work") */
+	uint8_t fetch[TAKE_LEVELS]; /* its fetcher at each level, while counted */
 	uint32_t len;
 	uint32_t refs;	       /* wanted versions listing it; 0 = free slot */
 	uint32_t stalled_peer; /* the last peer a request of it stalled on, or NONE */
+	uint32_t claim_peer;   /* the member that last claimed it (sched_peer_claim), or NONE */
+	uint64_t claim_until;  /* its claim holds until then */
 	uint16_t navail, nlan;
 	uint8_t nreq, nactive;
 	bool done, escalated;
@@ -161,6 +168,13 @@ struct sched {
 	unsigned nmembers;
 	uint32_t epoch;
 	uint64_t lagmask;
+	/* Per level and member: chunks left to it ("The site's WAN work"). */
+	uint32_t left[TAKE_LEVELS][SCHED_SITE_MAX];
+	uint64_t donemask[TAKE_LEVELS]; /* per level: members not lagging with none left */
+	uint32_t left_epoch;		/* left is for this epoch and lagmask, unless stale */
+	uint64_t left_lag;
+	bool left_stale;
+	bool claims;		/* some chunk may have a claim (sched_peer_claim) */
 	uint64_t last_wan_data; /* when a WAN peer last sent chunk data */
 	uint64_t wan_back;	/* when WAN data came back after wan_held */
 	bool wan_held;		/* WAN stalls held: our link seemed down (wan_silent) */
@@ -418,31 +432,13 @@ static uint32_t chunk_new(struct sched *s, const struct sched_chunk *sc, bool do
 	c->len = sc->len;
 	c->hc = fold(sc->id);
 	c->stalled_peer = NONE;
+	c->claim_peer = NONE;
 	c->done = done;
 	tab_put(s, slot);
 	return slot;
 }
 
-/* Availability and holders. */
-
-static void avail_update(struct sched *s, uint32_t slot)
-{
-	struct chunk *c = &s->ch[slot];
-	bool want = c->refs && !c->done && !c->nactive && c->nreq < SCHED_MAX_DUP;
-
-	if (want == bit_get(s->avail, slot))
-		return;
-	if (want) {
-		bit_set(s->avail, slot);
-		s->lvl[c->navail]++;
-		s->avail_held += c->navail > 0;
-		s->gen_avail++;
-	} else {
-		bit_clr(s->avail, slot);
-		s->lvl[c->navail]--;
-		s->avail_held -= c->navail > 0;
-	}
-}
+/* The site split and its WAN work. */
 
 /* Members ranked above self for c (bit j for s->members[j]). */
 static uint64_t above_mask(const struct sched *s, const struct chunk *c)
@@ -459,13 +455,211 @@ static uint64_t above_mask(const struct sched *s, const struct chunk *c)
 	return m;
 }
 
-static uint64_t chunk_above(struct sched *s, struct chunk *c)
+/*
+ * The member ranked first for c among those in mask (bit j for s->members[j])
+ * by the rendezvous value hashed rehash more times with mix64: the split
+ * with rehash 0, the take-over at level r with rehash r.
+ */
+static unsigned rank_first(const struct sched *s, const struct chunk *c, uint64_t mask,
+			   unsigned rehash)
+{
+	uint64_t best = 0;
+	unsigned top = SCHED_SITE_MAX;
+
+	for (unsigned j = 0; j < s->nmembers; j++) {
+		uint64_t h = mix64(c->hc ^ s->members[j].h);
+
+		if (!(mask >> j & 1))
+			continue;
+		for (unsigned k = 0; k < rehash; k++)
+			h = mix64(h);
+		if (top == SCHED_SITE_MAX || h > best ||
+		    (h == best && memcmp(s->members[j].id, s->members[top].id, 32) > 0)) {
+			best = h;
+			top = j;
+		}
+	}
+	return top;
+}
+
+static void chunk_rank(struct sched *s, struct chunk *c)
 {
 	if (c->epoch != s->epoch) {
 		c->above = above_mask(s, c);
+		c->top = (uint8_t)rank_first(s, c, UINT64_MAX, 0);
 		c->epoch = s->epoch;
 	}
+}
+
+static uint64_t chunk_above(struct sched *s, struct chunk *c)
+{
+	chunk_rank(s, c);
 	return c->above;
+}
+
+/*
+ * The site's WAN work (docs/scheduling.md, "Site members share the WAN
+ * work"). Every chunk has one fetcher among the members, decided alike on
+ * every member from the same have and claim messages:
+ *   level 0   its owner: the member ranked first among self and the members
+ *             not lagging;
+ *   level r   its level r-1 fetcher, unless that has chunks of level r-1
+ *             left and some members (not lagging) have none: then the first
+ *             of them and it by the rendezvous value hashed r more times.
+ * except that a chunk asked of a WAN peer by a member (our active requests,
+ * other members' claims) has that member as its fetcher at every level. A
+ * chunk is *left* to its fetchers while wanted, missing here and on the LAN,
+ * and held by a WAN peer: a member's level is done when what it fetches has
+ * arrived, not when it has asked for it, or a member whose window is larger
+ * than its share would take over the others' before they start. The counts
+ * per level and member are kept as chunks change; when one reaches or
+ * leaves zero the levels above change, and all are counted again before
+ * the next use (left_sync).
+ */
+static int pin_of(const struct sched *s, const struct chunk *c)
+{
+	const struct peer *q;
+
+	if (c->nactive)
+		return 0;
+	if (c->claim_peer == NONE)
+		return -1;
+	q = s->peers[c->claim_peer];
+	return q != NULL && q->member > 0 ? q->member : -1;
+}
+
+static bool counts(const struct chunk *c)
+{
+	return c->refs && !c->done && !c->nlan && c->navail;
+}
+
+/* c's fetcher at level r, given those below (c->fetch) and the levels' donemask. */
+static uint8_t fetch_at(struct sched *s, struct chunk *c, unsigned r)
+{
+	int pin = pin_of(s, c);
+	unsigned prev = r ? c->fetch[r - 1] : 0;
+	uint64_t d;
+
+	if (pin >= 0)
+		return (uint8_t)pin;
+	if (r == 0) {
+		chunk_rank(s, c);
+		return (uint8_t)(s->lagmask >> c->top & 1 ? rank_first(s, c, ~s->lagmask, 0)
+							  : c->top);
+	}
+	d = s->donemask[r - 1];
+	if (!d || d >> prev & 1)
+		return (uint8_t)prev;
+	return (uint8_t)rank_first(s, c, d | 1ull << prev, r);
+}
+
+static void levels(struct sched *s, struct chunk *c)
+{
+	for (unsigned r = 0; r < TAKE_LEVELS; r++)
+		c->fetch[r] = fetch_at(s, c, r);
+}
+
+static bool left_stale(const struct sched *s)
+{
+	return s->left_stale || s->left_epoch != s->epoch || s->left_lag != s->lagmask;
+}
+
+static void left_sync(struct sched *s)
+{
+	uint64_t old[TAKE_LEVELS];
+
+	if (!left_stale(s))
+		return;
+	memcpy(old, s->donemask, sizeof(old));
+	memset(s->left, 0, sizeof(s->left));
+	for (uint32_t slot = 0; slot < s->top; slot++)
+		s->ch[slot].counted = counts(&s->ch[slot]);
+	for (unsigned r = 0; r < TAKE_LEVELS; r++) {
+		for (uint32_t slot = 0; slot < s->top; slot++) {
+			struct chunk *c = &s->ch[slot];
+
+			if (!c->counted)
+				continue;
+			c->fetch[r] = fetch_at(s, c, r);
+			s->left[r][c->fetch[r]]++;
+		}
+		s->donemask[r] = 0;
+		for (unsigned j = 0; j < s->nmembers; j++)
+			if (!s->left[r][j] && !(s->lagmask >> j & 1))
+				s->donemask[r] |= 1ull << j;
+	}
+	s->left_stale = false;
+	s->left_epoch = s->epoch;
+	s->left_lag = s->lagmask;
+	if (memcmp(old, s->donemask, sizeof(old)))
+		s->gen_avail++;
+}
+
+static void left_add(struct sched *s, const struct chunk *c, bool add)
+{
+	for (unsigned r = 0; r < TAKE_LEVELS; r++) {
+		uint32_t *n = &s->left[r][c->fetch[r]];
+
+		if (add ? !(*n)++ : !--*n) {
+			s->left_stale = true;
+			s->gen_avail++; /* the levels may change: picks that found nothing may not
+					 */
+		}
+	}
+}
+
+/* Count c again after a change of its holders, requests, claim, done or refs. */
+static void left_update(struct sched *s, struct chunk *c)
+{
+	if (s->nmembers == 1 || left_stale(s))
+		return;
+	if (c->counted)
+		left_add(s, c, false);
+	c->counted = counts(c);
+	if (c->counted) {
+		levels(s, c);
+		left_add(s, c, true);
+	}
+}
+
+/* The member that fetches c over the WAN. */
+static unsigned fetcher_of(struct sched *s, struct chunk *c)
+{
+	if (s->nmembers == 1)
+		return 0;
+	left_sync(s);
+	if (!c->counted)
+		levels(s, c);
+	return c->fetch[TAKE_LEVELS - 1];
+}
+
+/* Whether member m has no chunk of its own share (level 0) left. */
+static bool share_done(struct sched *s, unsigned m)
+{
+	left_sync(s);
+	return !s->left[0][m];
+}
+
+/* Availability and holders. */
+
+static void avail_update(struct sched *s, uint32_t slot)
+{
+	struct chunk *c = &s->ch[slot];
+	bool want = c->refs && !c->done && !c->nactive && c->nreq < SCHED_MAX_DUP;
+
+	left_update(s, c);
+	if (want == bit_get(s->avail, slot))
+		return;
+	if (want) {
+		bit_set(s->avail, slot);
+		s->lvl[c->navail]++;
+		s->avail_held += c->navail > 0;
+		s->gen_avail++;
+	} else {
+		bit_clr(s->avail, slot);
+		s->lvl[c->navail]--;
+		s->avail_held -= c->navail > 0;
+	}
 }
 
 static void has_set(struct sched *s, struct peer *p, uint32_t slot, uint64_t now)
@@ -477,8 +671,11 @@ static void has_set(struct sched *s, struct peer *p, uint32_t slot, uint64_t now
 	/*
 	 * A member that gains a chunk nobody on the LAN had, which it ranks
 	 * above us for, is fetching its share over the WAN: it is not lagging.
+	 * Nor is one whose share has all arrived and that gains such a chunk:
+	 * it is taking over part of another's share (fetcher_of).
 	 */
-	if (p->member > 0 && !c->done && !c->nlan && (chunk_above(s, c) >> p->member & 1)) {
+	if (p->member > 0 && !c->done && !c->nlan &&
+	    ((chunk_above(s, c) >> p->member & 1) || share_done(s, (unsigned)p->member))) {
 		p->last_gain = now;
 		s->lagmask &= ~(1ull << p->member);
 	}
@@ -491,6 +688,7 @@ static void has_set(struct sched *s, struct peer *p, uint32_t slot, uint64_t now
 	c->navail++;
 	c->nlan += p->link == SCHED_LAN;
 	p->gen_has++;
+	left_update(s, c);
 }
 
 static void has_clr(struct sched *s, struct peer *p, uint32_t slot)
@@ -507,6 +705,7 @@ static void has_clr(struct sched *s, struct peer *p, uint32_t slot)
 	}
 	c->navail--;
 	c->nlan -= p->link == SCHED_LAN;
+	left_update(s, c);
 	/* Fewer holders can let others take it (no LAN holder left, no other holder). */
 	if (bit_get(s->avail, slot))
 		s->gen_avail++;
@@ -750,13 +949,29 @@ static bool lan_first(const struct sched *s, const struct chunk *c, uint32_t slo
 	return false;
 }
 
-static bool wan_ok(struct sched *s, uint32_t slot)
+/* Whether another member asked a WAN peer for c lately (sched_peer_claim). */
+static bool claimed(const struct sched *s, const struct chunk *c, uint64_t now)
+{
+	const struct peer *q;
+
+	if (c->claim_peer == NONE || now >= c->claim_until)
+		return false;
+	q = s->peers[c->claim_peer];
+	return q != NULL && q->member > 0;
+}
+
+/*
+ * Whether we may ask a WAN peer for the chunk in slot: nobody on the LAN has
+ * it, no other member claimed it, and we fetch it (fetcher_of) or it is
+ * escalated.
+ */
+static bool wan_ok(struct sched *s, uint32_t slot, uint64_t now)
 {
 	struct chunk *c = &s->ch[slot];
 
-	if (lan_first(s, c, slot))
+	if (lan_first(s, c, slot) || claimed(s, c, now))
 		return false;
-	return c->escalated || !(chunk_above(s, c) & ~s->lagmask);
+	return c->escalated || fetcher_of(s, c) == 0;
 }
 
 /* Picking. */
@@ -839,7 +1054,7 @@ static unsigned min_level(const struct sched *s)
  * (reservoir sampling), over the first TIE_WINDOW of them once the rarest
  * level that exists at all is reached, or over all that are seen.
  */
-static uint32_t pick(struct sched *s, uint32_t h, struct peer *p)
+static uint32_t pick(struct sched *s, uint32_t h, struct peer *p, uint64_t now)
 {
 	size_t nw = s->top ? (s->top + 63) / 64 : 0, seen = 0, ties = 0, w0;
 	unsigned target, b0, best_lvl = UINT_MAX;
@@ -869,7 +1084,8 @@ static uint32_t pick(struct sched *s, uint32_t h, struct peer *p)
 			bits &= bits - 1;
 			if (!may_ask(s, c, h))
 				continue;
-			if (p->link == SCHED_WAN && (!wan_ok(s, slot) || wan_slow_for(s, h, p, slot)))
+			if (p->link == SCHED_WAN &&
+			    (!wan_ok(s, slot, now) || wan_slow_for(s, h, p, slot)))
 				continue;
 			if (c->navail < best_lvl) {
 				best = slot;
@@ -964,7 +1180,7 @@ static uint32_t pick_endgame_wan(struct sched *s, uint32_t h, const struct peer 
 		c = &s->ch[r->chunk];
 		q = s->peers[r->peer];
 		if (q->link != SCHED_WAN || c->nactive != 1 || c->nreq >= SCHED_MAX_DUP ||
-		    !bit_get(p->has, r->chunk) || !may_ask(s, c, h) || !wan_ok(s, r->chunk))
+		    !bit_get(p->has, r->chunk) || !may_ask(s, c, h) || !wan_ok(s, r->chunk, now))
 			continue;
 		if (2 * mine >= (double)q->inflight * 1000 / peer_rate(s, q) + peer_rtt_ms(s, q))
 			continue;
@@ -986,7 +1202,7 @@ static size_t fill(struct sched *s, uint32_t h, struct peer *p, uint64_t now, si
 	size_t n = 0;
 
 	while (n < max && peer_room(s, p, 1) && (budget == NULL || *budget > 0)) {
-		uint32_t slot = pick(s, h, p);
+		uint32_t slot = pick(s, h, p, now);
 		struct chunk *c;
 
 		if (slot == NONE && p->link == SCHED_LAN)
@@ -1458,6 +1674,24 @@ int sched_peer_have(struct sched *s, uint32_t peer, uint32_t vid, const uint8_t 
 	return 0;
 }
 
+int sched_peer_claim(struct sched *s, uint32_t peer, const uint8_t id[static 32], uint64_t now)
+{
+	const struct peer *p = peer_get(s, peer);
+	uint32_t slot;
+
+	if (!p)
+		return FERRY_ENOENT;
+	slot = lookup(s, id);
+	if (p->member <= 0 || slot == NONE || s->ch[slot].done)
+		return 0;
+	s->ch[slot].claim_peer = peer;
+	s->ch[slot].claim_until = now + owner_timeout(s);
+	s->claims = true;
+	s->gen_avail++;
+	left_update(s, &s->ch[slot]);
+	return 0;
+}
+
 int sched_peer_have_chunk(struct sched *s, uint32_t peer, const uint8_t id[static 32], uint64_t now)
 {
 	struct peer *p = peer_get(s, peer);
@@ -1703,6 +1937,22 @@ static bool wan_silent(const struct sched *s, uint64_t now, uint64_t t)
 	return recent >= 2;
 }
 
+/* Claims run out: peers that found nothing to ask may find something now. */
+static void claims_expire(struct sched *s, uint64_t now)
+{
+	s->claims = false;
+	for (uint32_t slot = 0; slot < s->top; slot++) {
+		struct chunk *c = &s->ch[slot];
+
+		if (c->claim_peer != NONE && now >= c->claim_until) {
+			c->claim_peer = NONE;
+			left_update(s, c);
+			s->gen_avail++;
+		}
+		s->claims = s->claims || c->claim_peer != NONE;
+	}
+}
+
 int sched_tick(struct sched *s, uint64_t now, struct sched_reqs *cancel)
 {
 	uint64_t oldest_wan = UINT64_MAX;
@@ -1710,6 +1960,8 @@ int sched_tick(struct sched *s, uint64_t now, struct sched_reqs *cancel)
 	bool silent = wan_silent(s, now, owner_timeout(s));
 
 	s->wan_held = s->wan_held || silent;
+	if (s->claims)
+		claims_expire(s, now);
 
 	for (size_t i = 0; i < s->nreqs; i++) {
 		struct req *r = &s->reqs[i];
@@ -1875,13 +2127,11 @@ int sched_peer_info(const struct sched *s, uint32_t peer, struct sched_peer_info
 	return 0;
 }
 
-int sched_chunk_info(const struct sched *s, const uint8_t id[static 32],
-		     struct sched_chunk_info *out)
+int sched_chunk_info(struct sched *s, const uint8_t id[static 32], struct sched_chunk_info *out)
 {
 	uint32_t slot = lookup(s, id);
-	const struct chunk *c;
-	uint64_t above, best;
-	unsigned owner = 0;
+	struct chunk *c;
+	unsigned owner, fetcher;
 
 	if (slot == NONE) {
 		char hex[ID_SHORT_LEN];
@@ -1889,17 +2139,8 @@ int sched_chunk_info(const struct sched *s, const uint8_t id[static 32],
 		return ferry_errf(FERRY_ENOENT, "chunk %s is not wanted", id_short(hex, id));
 	}
 	c = &s->ch[slot];
-	above = above_mask(s, c);
-	best = mix64(c->hc ^ s->members[0].h);
-	for (unsigned j = 1; j < s->nmembers; j++) {
-		uint64_t h = mix64(c->hc ^ s->members[j].h);
-
-		if (h > best ||
-		    (h == best && memcmp(s->members[j].id, s->members[owner].id, 32) > 0)) {
-			best = h;
-			owner = j;
-		}
-	}
+	owner = rank_first(s, c, UINT64_MAX, false);
+	fetcher = fetcher_of(s, c);
 	*out = (struct sched_chunk_info){
 	    .done = c->done,
 	    .len = c->len,
@@ -1907,9 +2148,9 @@ int sched_chunk_info(const struct sched *s, const uint8_t id[static 32],
 	    .lan_holders = c->nlan,
 	    .requests = c->nreq,
 	    .mine = owner == 0,
-	    .wan_ok =
-		!c->done && !lan_first(s, c, slot) && (c->escalated || !(above & ~s->lagmask)),
+	    .wan_ok = !c->done && !lan_first(s, c, slot) && (c->escalated || fetcher == 0),
 	};
 	memcpy(out->owner, s->members[owner].id, 32);
+	memcpy(out->fetcher, s->members[fetcher].id, 32);
 	return 0;
 }

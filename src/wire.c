@@ -51,6 +51,7 @@ enum {
 	NF_PING = 2,
 	NF_PONG = 2,
 	NF_PEERS = 1,
+	NF_CLAIM = 3,
 };
 
 static const struct wire_type_info types[] = {
@@ -182,14 +183,17 @@ static int check_have(const struct wire_have *h)
 	return 0;
 }
 
-static int check_have_add(const struct wire_have_add *h)
+/* HAVE_ADD and CLAIM (what: the message's name). */
+static int check_have_add(const char *what, const struct wire_have_add *h)
 {
+	if (check_name(what, h->name) != 0)
+		return FERRY_EINVAL;
 	if (h->n == 0 || h->n > WIRE_HAVE_ADD_MAX)
-		return ferry_errf(FERRY_EINVAL, "HAVE_ADD %s@%llu: %u positions, 1..%d allowed",
+		return ferry_errf(FERRY_EINVAL, "%s %s@%llu: %u positions, 1..%d allowed", what,
 				  h->name, (unsigned long long)h->version, h->n, WIRE_HAVE_ADD_MAX);
 	for (uint32_t i = 0; i < h->n; i++)
 		if (h->positions[i] >= WIRE_HAVE_CHUNKS_MAX)
-			return ferry_errf(FERRY_EINVAL, "HAVE_ADD %s@%llu: position %u, at most %u",
+			return ferry_errf(FERRY_EINVAL, "%s %s@%llu: position %u, at most %u", what,
 					  h->name, (unsigned long long)h->version, h->positions[i],
 					  WIRE_HAVE_CHUNKS_MAX - 1);
 	return 0;
@@ -254,9 +258,9 @@ int wire_check(const struct wire_msg *m)
 			return FERRY_EINVAL;
 		return check_have(&m->have);
 	case WIRE_HAVE_ADD:
-		if (check_name("HAVE_ADD", m->have_add.name) != 0)
-			return FERRY_EINVAL;
-		return check_have_add(&m->have_add);
+		return check_have_add("HAVE_ADD", &m->have_add);
+	case WIRE_CLAIM:
+		return check_have_add("CLAIM", &m->claim);
 	case WIRE_CHUNK_REQ:
 		return check_chunk_req(&m->chunk_req);
 	case WIRE_CHUNK_DATA:
@@ -328,6 +332,9 @@ static void enc_fields(struct mpk_w *w, const struct wire_msg *m)
 		break;
 	case WIRE_HAVE_ADD:
 		enc_have_add(w, &m->have_add);
+		break;
+	case WIRE_CLAIM:
+		enc_have_add(w, &m->claim);
 		break;
 	case WIRE_CHUNK_REQ:
 		mpk_w_uint(w, m->chunk_req.req);
@@ -576,10 +583,9 @@ static void dec_have(struct dec *d, struct wire_msg *m)
 		dec_fail(d, "%s", ferry_errmsg(FERRY_EINVAL));
 }
 
-static void dec_have_add(struct dec *d, struct wire_msg *m)
+/* HAVE_ADD and CLAIM: h is the message's have_add or claim. */
+static void dec_have_add(struct dec *d, struct wire_msg *m, struct wire_have_add *h)
 {
-	struct wire_have_add *h = &m->have_add;
-
 	get_name(d, h->name);
 	h->version = get_u64(d);
 	h->n = get_array(d, "positions", WIRE_HAVE_ADD_MAX);
@@ -644,7 +650,10 @@ static void dec_fields(struct dec *d, struct wire_msg *m)
 		dec_have(d, m);
 		break;
 	case WIRE_HAVE_ADD:
-		dec_have_add(d, m);
+		dec_have_add(d, m, &m->have_add);
+		break;
+	case WIRE_CLAIM:
+		dec_have_add(d, m, &m->claim);
 		break;
 	case WIRE_CHUNK_REQ:
 		m->chunk_req.req = get_u32(d, "request id", UINT32_MAX);
@@ -728,6 +737,10 @@ void wire_msg_clear(struct wire_msg *m)
 	case WIRE_HAVE_ADD:
 		m->have_add.positions = NULL;
 		m->have_add.n = 0;
+		break;
+	case WIRE_CLAIM:
+		m->claim.positions = NULL;
+		m->claim.n = 0;
 		break;
 	case WIRE_PEERS:
 		m->peers.entries = NULL;

@@ -27,6 +27,13 @@
  *   owner        of a chunk: the member with the highest sched_rendezvous()
  *                value; only the owner fetches it over the WAN, the others
  *                take it from the owner over the LAN (see sched_chunk_info).
+ *   share        of a member: the chunks it owns that no member holds yet.
+ *   fetcher      of a chunk: its owner, or, once some members have brought
+ *                in their whole shares and the owner has not, the one of
+ *                them and the owner with the highest rehashed rendezvous
+ *                value (they take over part of the owner's share). Members
+ *                announce their WAN requests (sched_peer_claim) so that none
+ *                asks for a chunk another has just asked for.
  *
  * Typical glue:
  *   s = sched_new(NULL, node_id, seed);
@@ -175,6 +182,14 @@ int sched_peer_rtt(struct sched *s, uint32_t peer, uint32_t rtt_us);
 int sched_peer_have(struct sched *s, uint32_t peer, uint32_t vid, const uint8_t *bitmap,
 		    size_t nbits, uint64_t now);
 
+/*
+ * Site member peer (a LAN peer) asked a WAN peer for chunk id at now (a CLAIM
+ * message): for an owner timeout, no WAN peer is asked for it here, as our
+ * share or taken over from another member's. A claim of a peer that is not a
+ * member, or of an id not wanted or done, is ignored (0).
+ */
+int sched_peer_claim(struct sched *s, uint32_t peer, const uint8_t id[static 32], uint64_t now);
+
 /* peer now holds chunk id (an incremental have by id). An id not wanted is ignored (0). */
 int sched_peer_have_chunk(struct sched *s, uint32_t peer, const uint8_t id[static 32],
 			  uint64_t now);
@@ -307,12 +322,12 @@ struct sched_chunk_info {
 	uint32_t lan_holders; /* of which LAN peers */
 	uint32_t requests;    /* outstanding requests, stalled ones included */
 	bool mine;	      /* self is its owner among the members up */
-	bool wan_ok;	      /* self may fetch it over the WAN now */
+	bool wan_ok;	      /* self may fetch it over the WAN now (claims aside) */
 	uint8_t owner[32];    /* node id of its owner */
+	uint8_t fetcher[32];  /* node id of the member that fetches it over the WAN */
 };
 /* FERRY_ENOENT if id is not wanted. wan_ok reflects the last sched_tick(). */
-int sched_chunk_info(const struct sched *s, const uint8_t id[static 32],
-		     struct sched_chunk_info *out);
+int sched_chunk_info(struct sched *s, const uint8_t id[static 32], struct sched_chunk_info *out);
 
 /*
  * The rendezvous hash of (chunk, member), identical on every node: see

@@ -129,7 +129,9 @@ enum wire_flags {
 	X(PING, ping, 11, WIRE_F_TRANSPORT, WIRE_PING_LEN_MAX,                                     \
 	  "liveness and round-trip time; answered with PONG")                                      \
 	X(PONG, pong, 12, WIRE_F_TRANSPORT, WIRE_PING_LEN_MAX, "the answer to a PING")             \
-	X(PEERS, peers, 13, 0, WIRE_PEERS_LEN_MAX, "peer exchange: nodes the sender knows")
+	X(PEERS, peers, 13, 0, WIRE_PEERS_LEN_MAX, "peer exchange: nodes the sender knows")        \
+	X(CLAIM, claim, 14, 0, WIRE_HAVE_ADD_LEN_MAX,                                              \
+	  "chunks of one version the sender asked a WAN peer for (to its site's members)")
 
 enum wire_type {
 	WIRE_NONE = 0, /* no message (decode failed before the type was read) */
@@ -190,6 +192,7 @@ struct wire_have {
 	size_t bitmap_len; /* <= WIRE_HAVE_BITMAP_MAX */
 };
 
+/* HAVE_ADD and CLAIM. */
 struct wire_have_add {
 	char name[WIRE_NAME_MAX + 1];
 	uint64_t version;
@@ -236,7 +239,7 @@ struct wire_peers {
 /*
  * One message. Set type and fill the member of the same name; members of
  * other types are ignored. CHUNK_NONE and CANCEL use req, PONG uses pong
- * (same layout as ping).
+ * (same layout as ping), CLAIM uses claim (same layout as have_add).
  */
 struct wire_msg {
 	enum wire_type type;
@@ -247,6 +250,7 @@ struct wire_msg {
 		struct wire_manifest manifest;
 		struct wire_have have;
 		struct wire_have_add have_add;
+		struct wire_have_add claim;
 		struct wire_chunk_req chunk_req;
 		struct wire_chunk_data chunk_data;
 		struct wire_req chunk_none;

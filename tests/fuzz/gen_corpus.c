@@ -816,6 +816,8 @@ static void gen_wire(void)
 	m.have_add.n = 3;
 	m.have_add.positions = positions;
 	save_wire("have-add", &m);
+	m.type = WIRE_CLAIM;
+	save_wire("claim", &m);
 
 	memset(&m, 0, sizeof(m));
 	m.type = WIRE_CHUNK_REQ;

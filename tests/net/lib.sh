@@ -216,6 +216,19 @@ resume_counters() {
 	[ -n "$need" ] && [ -n "$got" ] && [ -n "$resumed" ] || fail "$1's log or status lacks its counters"
 }
 
+# site_fetch: publish $T/model as llm@1 on a (headquarters), start b and c
+# (c dials b), the members of one site, before a, as at a clinic, and wait
+# until both hold the model byte-identical.
+site_fetch() {
+	publish a llm 1 "$T/model"
+	node_start b
+	node_start c
+	wait_log c "peer $(short_id b) (.*) up" 20
+	node_start a
+	for n in b c; do wait_log "$n" "model llm version 1 complete" 90; done
+	for n in b c; do export_check "$n" llm@1 "$T/model"; done
+}
+
 # has_manifest NODE NAME VERSION: the node's store holds that manifest.
 has_manifest() {
 	ctl --store "$T/$1/state" --trust "$PUB" --json models | python3 -c '

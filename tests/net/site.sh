@@ -13,15 +13,8 @@ node_make b "models.want=*" "node.site=clinic" "peers.peer=$(addr_of a)" \
 	"limits.wan_download_rate=16mbit"
 node_make c "models.want=*" "node.site=clinic" "peers.peer=$(addr_of a)" \
 	"peers.peer=$(addr_of b)" "limits.wan_download_rate=16mbit"
-publish a llm 1 "$T/model"
-# The site is up before the new version appears, as at a clinic.
-node_start b
-node_start c
-wait_log c "peer $(short_id b) (.*) up" 20
-node_start a
-for n in b c; do wait_log "$n" "model llm version 1 complete" 90; done
-for n in b c; do export_check "$n" llm@1 "$T/model"; done
-need=$(sed -n 's/.*fetching llm@1: [0-9]* of \([0-9]*\) bytes present.*/\1/p' "$T/b/log" | head -n 1)
+site_fetch
+need=$(encoded_of b)
 for n in a b c; do node_stop "$n"; done
 served=$(sed -n 's/.*received, \([0-9]*\) served since start.*/\1/p' "$T/a/log" | tail -n 1)
 say "model $need bytes; a served $served"

@@ -812,6 +812,138 @@ static void test_site_split(void **state)
 	site_free(&st);
 }
 
+/* For each of the n chunks: the member (0..2) that st.s[i] says fetches it. */
+static void site_fetchers(struct site *st, int i, int *fetcher)
+{
+	for (size_t c = 0; c < st->n; c++) {
+		struct sched_chunk_info ci;
+
+		assert_int_equal(sched_chunk_info(st->s[i], st->chunks[c].id, &ci), 0);
+		fetcher[c] = -1;
+		for (int j = 0; j < 3; j++)
+			if (!memcmp(ci.fetcher, st->member[j], 32))
+				fetcher[c] = j;
+		assert_true(fetcher[c] >= 0);
+	}
+}
+
+/*
+ * A member whose own share has arrived takes over part of the others'
+ * shares: the chunks for which it ranks above their owner by the rehashed
+ * rendezvous value. The owner, once it hears the taker's share has arrived,
+ * computes the same and leaves them. The taker takes over again, half of
+ * what is left, each time what it took has arrived. A chunk another member
+ * claimed is not asked for, even of our own share, until the claim runs
+ * out (the owner timeout: 2 x (1000 x 3 / 125000 B/s + 300 ms) + 10 s).
+ */
+static void test_take_over(void **state)
+{
+	struct site st;
+	const size_t n = 300;
+	const uint64_t timeout = 2 * (24 + 300) + 10000;
+	int *owner = calloc(n, sizeof(*owner)), *f0 = calloc(n, sizeof(*f0)),
+	    *f1 = calloc(n, sizeof(*f1));
+	struct sched_chunk *out = calloc(n, sizeof(*out));
+	struct sched_reqs cancel = {0};
+	size_t share[3] = {0}, taken[3] = {0}, first = 0;
+	uint64_t t;
+	int k;
+
+	(void)state;
+	site_init(&st, n, 1000);
+	for (size_t c = 0; c < n; c++)
+		share[owner[c] = site_owner(&st, c, 3)]++;
+	/* Member 0 asks for its share, nothing more, until all of it has arrived. */
+	k = sched_next(st.s[0], 0, 0, out, n);
+	assert_int_equal(k, share[0]);
+	for (int i = 0; i < k; i++) {
+		assert_int_equal(owner[chunk_index(st.chunks, n, out[i].id)], 0);
+		if (i < k - 1)
+			assert_int_equal(sched_chunk_done(st.s[0], 0, out[i].id, 100, &cancel), 0);
+	}
+	assert_int_equal(sched_next(st.s[0], 0, 100, out, n), 0);
+	assert_int_equal(sched_chunk_done(st.s[0], 0, out[k - 1].id, 100, &cancel), 0);
+	/* Now it fetches about half of each other member's share. */
+	site_fetchers(&st, 0, f0);
+	for (size_t c = 0; c < n; c++) {
+		if (owner[c] != 0 && f0[c] == 0) {
+			taken[owner[c]]++;
+			first++;
+		}
+	}
+	for (int j = 1; j < 3; j++)
+		assert_true(taken[j] > share[j] / 4 && taken[j] < share[j] * 3 / 4);
+	/*
+	 * Member 1 hears that member 0 holds its whole share: it sees the same
+	 * fetcher for every chunk, and asks only for the rest of its own share.
+	 */
+	for (size_t c = 0; c < n; c++)
+		if (owner[c] == 0)
+			assert_int_equal(sched_peer_have_chunk(st.s[1], 1, st.chunks[c].id, 200),
+					 0);
+	site_fetchers(&st, 1, f1);
+	for (size_t c = 0; c < n; c++)
+		if (owner[c] != 0)
+			assert_int_equal(f1[c], f0[c]);
+	k = sched_next(st.s[1], 0, 200, out, n);
+	assert_int_equal(k, share[1] - taken[1]);
+	for (int i = 0; i < k; i++) {
+		int c = chunk_index(st.chunks, n, out[i].id);
+
+		assert_int_equal(owner[c], 1);
+		assert_int_equal(f0[c], 1);
+	}
+	/*
+	 * Member 0 hears nothing from the others: it fetches what it took over
+	 * (in windows the rate measured so far sizes), then half of the rest,
+	 * and so on, seven times: about 1/2^7 of the others' shares is left to
+	 * them (a sixteenth, at most, here).
+	 */
+	for (t = 100; (k = sched_next(st.s[0], 0, t, out, n)) > 0; t += 100) {
+		site_fetchers(&st, 0, f0);
+		for (int i = 0; i < k; i++) {
+			int c = chunk_index(st.chunks, n, out[i].id);
+
+			assert_int_equal(f0[c], 0);
+			assert_int_equal(sched_chunk_done(st.s[0], 0, out[i].id, t + 100, &cancel),
+					 0);
+			first -= first > 0;
+		}
+	}
+	assert_int_equal(first, 0);
+	k = 0;
+	for (size_t c = 0; c < n; c++) {
+		struct sched_chunk_info ci;
+
+		assert_int_equal(sched_chunk_info(st.s[0], st.chunks[c].id, &ci), 0);
+		k += !ci.done;
+	}
+	assert_true(k > 0 && (size_t)k <= (share[1] + share[2]) / 16);
+	/* Member 2 hears claims of all chunks: nothing is left for it to ask. */
+	for (size_t c = 0; c < n; c++)
+		assert_int_equal(
+		    sched_peer_claim(st.s[2], owner[c] == 1 ? 2 : 1, st.chunks[c].id, 0), 0);
+	assert_int_equal(sched_next(st.s[2], 0, timeout - 1, out, n), 0);
+	/*
+	 * The claims run out (noticed at the next tick; by then the others
+	 * count as lagging too): member 2 asks for its share again.
+	 */
+	assert_int_equal(sched_tick(st.s[2], timeout, &cancel), 0);
+	k = sched_next(st.s[2], 0, timeout, out, n);
+	for (int i = 0; i < k; i++)
+		share[2] -= owner[chunk_index(st.chunks, n, out[i].id)] == 2;
+	assert_int_equal(share[2], 0);
+	/* A claim from a peer that is not a member is ignored. */
+	assert_int_equal(sched_peer_claim(st.s[2], 0, st.chunks[0].id, timeout), 0);
+	assert_int_equal(sched_peer_claim(st.s[2], 9, st.chunks[0].id, timeout), FERRY_ENOENT);
+	sched_reqs_free(&cancel);
+	free(out);
+	free(f1);
+	free(f0);
+	free(owner);
+	site_free(&st);
+}
+
 /*
  * A member that fetches nothing of its share for the owner timeout loses it
  * to the next member in rank. The timeout is 2 x (mean length x members /
@@ -1094,10 +1226,10 @@ static void test_bad_input(void **state)
  * over one shared WAN link (a FIFO at wan_rate, 100 ms each way); members
  * serve each other over the LAN (each member's uplink a FIFO at 100 Mbit/s,
  * 1 ms each way). A member that completes a chunk tells the others (an
- * incremental have). Each fetching member runs a scheduler with default
- * parameters, polled after every event and ticked every second.
+ * incremental have), and so does one that asks HQ for a chunk (a claim). Each fetching member runs
+ * a scheduler with default parameters, polled after every event and ticked every second.
  */
-enum sim_ev { EV_REQ, EV_SERVED, EV_DATA, EV_HAVE, EV_CANCEL, EV_TICK };
+enum sim_ev { EV_REQ, EV_SERVED, EV_DATA, EV_HAVE, EV_CLAIM, EV_CANCEL, EV_TICK };
 
 struct ev {
 	uint64_t t, seq;
@@ -1202,6 +1334,10 @@ static void sim_send(struct sim *m, int member)
 		m->wan_reqs += srv == 0;
 		ev_push(m, m->now + m->srv[srv].lat, EV_REQ, srv, member,
 			sim_index(m->reqs.v[i].id));
+		for (int j = 1; j <= 3 && srv == 0; j++)
+			if (j != member && m->s[j])
+				ev_push(m, m->now + m->srv[member].lat, EV_CLAIM, j, member,
+					sim_index(m->reqs.v[i].id));
 	}
 }
 
@@ -1276,6 +1412,10 @@ static void sim_event(struct sim *m, const struct ev *e)
 		assert_int_equal(
 		    sched_peer_have_chunk(m->s[e->a], (uint32_t)e->b, id, m->now / 1000), 0);
 		sim_send(m, e->a);
+		break;
+	case EV_CLAIM: /* member a learns that member b asked HQ for the chunk */
+		assert_int_equal(sched_peer_claim(m->s[e->a], (uint32_t)e->b, id, m->now / 1000),
+				 0);
 		break;
 	case EV_CANCEL: /* a cancel reaches server a: drop the job if it has not started */
 		sv = &m->srv[e->a];
@@ -1447,6 +1587,7 @@ int main(void)
 	    cmocka_unit_test(test_endgame),
 	    cmocka_unit_test(test_endgame_wan),
 	    cmocka_unit_test(test_wan_slow_peer),
+	    cmocka_unit_test(test_take_over),
 	    cmocka_unit_test(test_wan_silent_no_stall),
 	    cmocka_unit_test(test_abandon),
 	    cmocka_unit_test(test_chunk_abandon),

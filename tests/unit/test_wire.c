@@ -78,6 +78,12 @@ static void sample(enum wire_type type, struct wire_msg *m)
 		m->have_add.n = 5;
 		m->have_add.positions = positions;
 		break;
+	case WIRE_CLAIM:
+		strcpy(m->claim.name, "whisper");
+		m->claim.version = 4;
+		m->claim.n = 4;
+		m->claim.positions = positions + 1;
+		break;
 	case WIRE_CHUNK_REQ:
 		m->chunk_req.req = 0xfffffff0u;
 		fill(m->chunk_req.id, 32, 99);
@@ -162,6 +168,7 @@ static void assert_same(const struct wire_msg *a, const struct wire_msg *b)
 		assert_memory_equal(a->have.bitmap, b->have.bitmap, a->have.bitmap_len);
 		break;
 	case WIRE_HAVE_ADD:
+	case WIRE_CLAIM:
 		assert_string_equal(a->have_add.name, b->have_add.name);
 		assert_true(a->have_add.version == b->have_add.version);
 		assert_int_equal(a->have_add.n, b->have_add.n);
@@ -506,6 +513,11 @@ static void test_encoder_checks(void **state)
 	sample(WIRE_HAVE_ADD, &m);
 	m.have_add.n = 0;
 	assert_int_equal(wire_encode(&m, &buf, &len), FERRY_EINVAL);
+	sample(WIRE_CLAIM, &m);
+	m.claim.positions[m.claim.n - 1] = WIRE_HAVE_CHUNKS_MAX;
+	assert_int_equal(wire_encode(&m, &buf, &len), FERRY_EINVAL);
+	assert_non_null(strstr(ferry_errmsg(FERRY_EINVAL), "CLAIM whisper@4: position"));
+	m.claim.positions[m.claim.n - 1] = WIRE_HAVE_CHUNKS_MAX - 1;
 	sample(WIRE_MANIFEST_REQ, &m);
 	strcpy(m.manifest_req.name, "Upper");
 	assert_int_equal(wire_encode(&m, &buf, &len), FERRY_EINVAL);
