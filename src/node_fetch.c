@@ -266,6 +266,15 @@ static struct nhave *have_find(struct npeer *p, const char *name, uint64_t versi
 }
 
 /* Tell sched what p holds of v (a READY version in sched). */
+static void have_claims_drop(struct npeer *p, struct nhave *h)
+{
+	if (h->claims == NULL)
+		return;
+	free(h->claims);
+	h->claims = NULL;
+	p->have_bytes -= ((size_t)h->nchunks + 7) / 8;
+}
+
 static void sched_have_replay(struct node *n, struct npeer *p, struct nver *v)
 {
 	struct nhave *h = have_find(p, v->name, v->version);
@@ -275,12 +284,17 @@ static void sched_have_replay(struct node *n, struct npeer *p, struct nver *v)
 		return;
 	if (!h->complete) {
 		sched_peer_have(n->sched, p->h, v->vid, h->bits, h->nchunks, node__now(n));
-		return;
+	} else {
+		ones = xmalloc((v->n + 7) / 8);
+		memset(ones, 0xff, (v->n + 7) / 8);
+		sched_peer_have(n->sched, p->h, v->vid, ones, v->n, node__now(n));
+		free(ones);
 	}
-	ones = xmalloc((v->n + 7) / 8);
-	memset(ones, 0xff, (v->n + 7) / 8);
-	sched_peer_have(n->sched, p->h, v->vid, ones, v->n, node__now(n));
-	free(ones);
+	/* What it asked WAN peers for before we fetched v (node__on_claim kept it). */
+	for (uint32_t i = 0; h->claims != NULL && i < v->n; i++)
+		if (bit_get(h->claims, i))
+			sched_peer_claim(n->sched, p->h, v->refs[i].id, node__now(n));
+	have_claims_drop(p, h);
 }
 
 /* ---- positions by version, for HAVE_ADD and CLAIM ---- */
@@ -310,9 +324,12 @@ static void posbatch_add(struct posbatch *b, struct nver *v, uint32_t pos)
 	b->pos[t][b->npos[t]++] = pos;
 }
 
-/* Send b as HAVE_ADD or CLAIM messages to every peer (lan_only: to those of our site). */
+/*
+ * Send b as HAVE_ADD or CLAIM messages to every peer (lan_only: to those of
+ * our site; to, if not NULL: to that one only).
+ */
 static void posbatch_send(struct node *n, const struct posbatch *b, enum wire_type type,
-			  bool lan_only)
+			  bool lan_only, const struct npeer *to)
 {
 	for (size_t t = 0; t < b->n; t++) {
 		for (size_t off = 0; off < b->npos[t] && !n->stopping; off += WIRE_HAVE_ADD_MAX) {
@@ -323,7 +340,7 @@ static void posbatch_send(struct node *n, const struct posbatch *b, enum wire_ty
 			m.have_add.n = (uint32_t)MIN(b->npos[t] - off, (size_t)WIRE_HAVE_ADD_MAX);
 			m.have_add.positions = b->pos[t] + off;
 			for (struct npeer *p = n->peers; p != NULL; p = p->next)
-				if (!lan_only || p->lan)
+				if ((!lan_only || p->lan) && (to == NULL || p == to))
 					send_msg(p, &m);
 		}
 	}
@@ -927,6 +944,17 @@ static void fetch_pieces(struct node *n, struct nver *v)
 	}
 }
 
+/* Add chunk id to a batch of claims, at its position in a version we fetch. */
+static void claim_add(struct node *n, struct posbatch *b, const uint8_t id[32])
+{
+	for (uint32_t k = idmap_first(n->idmap, id); k != UINT32_MAX; k = n->idmap->pool[k].next) {
+		if (n->idmap->pool[k].v->in_sched) {
+			posbatch_add(b, n->idmap->pool[k].v, n->idmap->pool[k].pos);
+			return;
+		}
+	}
+}
+
 /*
  * Tell the members of our site (LAN peers) which chunks we just asked a WAN
  * peer for, so that none of them asks for the same (docs/scheduling.md,
@@ -944,17 +972,27 @@ static void send_claims(struct node *n, const struct sched_reqs *reqs)
 				      ? n->by_handle[reqs->v[i].peer]
 				      : NULL;
 
-		if (p == NULL || p->lan)
-			continue;
-		for (uint32_t k = idmap_first(n->idmap, reqs->v[i].id); k != UINT32_MAX;
-		     k = n->idmap->pool[k].next) {
-			if (n->idmap->pool[k].v->in_sched) {
-				posbatch_add(&b, n->idmap->pool[k].v, n->idmap->pool[k].pos);
-				break;
-			}
-		}
+		if (p != NULL && !p->lan)
+			claim_add(n, &b, reqs->v[i].id);
 	}
-	posbatch_send(n, &b, WIRE_CLAIM, true);
+	posbatch_send(n, &b, WIRE_CLAIM, true, NULL);
+	posbatch_free(&b);
+}
+
+/*
+ * A member of our site is up: claim to it what we have asked WAN peers for
+ * (after our HAVEs, which it keeps the claims of a version it does not
+ * fetch yet with).
+ */
+static void claims_to(struct node *n, struct npeer *p)
+{
+	struct posbatch b = {0};
+
+	for (struct npeer *q = n->peers; q != NULL; q = q->next)
+		for (struct nreq *r = q->reqs; r != NULL && !q->lan; r = r->next)
+			if (r->piece == NULL)
+				claim_add(n, &b, r->id);
+	posbatch_send(n, &b, WIRE_CLAIM, true, p);
 	posbatch_free(&b);
 }
 
@@ -1011,6 +1049,8 @@ void node__peer_up_fetch(struct node *n, struct npeer *p)
 {
 	for (struct nver *v = n->vers; v != NULL; v = v->next)
 		send_have(p, v);
+	if (p->lan)
+		claims_to(n, p);
 	for (struct nver *v = n->vers; v != NULL; v = v->next)
 		fetch_pieces(n, v);
 	node__fetch_poll(n);
@@ -1048,6 +1088,7 @@ void node__peer_down_fetch(struct node *n, struct npeer *p)
 
 		p->haves = h->next;
 		free(h->bits);
+		free(h->claims);
 		free(h);
 	}
 	p->have_bytes = 0;
@@ -1087,6 +1128,7 @@ void node__on_have(struct node *n, struct npeer *p, const struct wire_msg *m)
 	size_t bytes = ((size_t)w->nchunks + 7) / 8;
 
 	if (h != NULL && h->nchunks != w->nchunks) {
+		have_claims_drop(p, h);
 		p->have_bytes -= h->bits ? bytes : 0;
 		free(h->bits);
 		h->bits = NULL;
@@ -1175,16 +1217,39 @@ void node__on_have_add(struct node *n, struct npeer *p, const struct wire_msg *m
 	node__fetch_poll(n);
 }
 
+/*
+ * A member's claims of a version we do not fetch yet (our index of it is on
+ * its way) are kept with what it holds of it, for sched_have_replay: a member
+ * that starts late must not ask for what the others already have in flight.
+ */
 void node__on_claim(struct node *n, struct npeer *p, const struct wire_msg *m)
 {
 	const struct wire_have_add *w = &m->claim;
 	struct nver *v = node__ver_find(n, w->name, w->version);
+	struct nhave *h;
+	size_t bytes;
 
-	if (!p->lan || !p->in_sched || v == NULL || v->state != NV_READY || !v->in_sched)
+	if (!p->lan)
 		return;
+	if (v != NULL && v->state == NV_READY && v->in_sched && p->in_sched) {
+		for (uint32_t i = 0; i < w->n; i++)
+			if (w->positions[i] < v->n)
+				sched_peer_claim(n->sched, p->h, v->refs[w->positions[i]].id,
+						 node__now(n));
+		return;
+	}
+	if ((h = have_find(p, w->name, w->version)) == NULL)
+		return;
+	bytes = ((size_t)h->nchunks + 7) / 8;
+	if (h->claims == NULL) {
+		if (p->have_bytes + bytes > NODE_HAVE_BUDGET)
+			return;
+		h->claims = xcalloc(bytes ? bytes : 1, 1);
+		p->have_bytes += bytes;
+	}
 	for (uint32_t i = 0; i < w->n; i++)
-		if (w->positions[i] < v->n)
-			sched_peer_claim(n->sched, p->h, v->refs[w->positions[i]].id, node__now(n));
+		if (w->positions[i] < h->nchunks)
+			bit_set(h->claims, w->positions[i]);
 }
 
 /* ---- receiving chunk data ---- */
@@ -1736,7 +1801,7 @@ void node__on_commit(void *arg, const uint8_t (*ids)[32], size_t cnt)
 	}
 	log_debug(LOG_FETCH, "committed %zu chunks; %" PRIu64 " bytes received in all", cnt,
 		  n->bytes_received);
-	posbatch_send(n, &b, WIRE_HAVE_ADD, false);
+	posbatch_send(n, &b, WIRE_HAVE_ADD, false, NULL);
 	for (size_t t = 0; t < b.n; t++)
 		if (b.v[t]->n_present == b.v[t]->n)
 			ver_complete(n, b.v[t]);

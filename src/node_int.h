@@ -113,7 +113,8 @@ struct nhave {
 	uint64_t version;
 	uint32_t nchunks;
 	bool complete;
-	uint8_t *bits; /* nchunks bits; NULL when complete */
+	uint8_t *bits;	 /* nchunks bits; NULL when complete */
+	uint8_t *claims; /* positions it claimed before we fetched the version, or NULL */
 };
 
 /* A moving average of a byte counter, for rates. */
