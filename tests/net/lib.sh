@@ -225,8 +225,26 @@ site_fetch() {
 	node_start c
 	wait_log c "peer $(short_id b) (.*) up" 20
 	node_start a
+	site_done
+}
+
+# site_done: wait until b and c hold llm@1, byte-identical to $T/model.
+site_done() {
 	for n in b c; do wait_log "$n" "model llm version 1 complete" 90; done
 	for n in b c; do export_check "$n" llm@1 "$T/model"; done
+}
+
+# served_of NODE: the bytes a stopped node served since its start (from its log).
+served_of() {
+	sed -n 's/.*received, \([0-9]*\) served since start.*/\1/p' "$T/$1/log" | tail -n 1
+}
+
+# one_copy SERVED NEED SLACK: headquarters served one copy of a model of NEED
+# encoded bytes, give or take SLACK: each chunk crossed the site's WAN once.
+one_copy() {
+	[ -n "$1" ] && [ -n "$2" ] || fail "the counters are missing from the logs or the status"
+	[ "$1" -le $(($2 + $3)) ] ||
+		fail "a served $1 bytes for a model of $2: chunks crossed the WAN twice"
 }
 
 # has_manifest NODE NAME VERSION: the node's store holds that manifest.
