@@ -460,6 +460,25 @@ static void part_expire(struct node *n, uint64_t now)
  * each as a part (the request stalled; whoever is asked next sends only the
  * rest), rather than drop it (the chunk arrived or is no longer wanted).
  */
+/*
+ * Cancel the request *pr at p: send CANCEL, unlink it (*pr becomes the next),
+ * keep what arrived of a chunk as a part if keep, and free it.
+ */
+static void req_cancel(struct node *n, struct npeer *p, struct nreq **pr, bool keep)
+{
+	struct nreq *r = *pr;
+	struct wire_msg m = {.type = WIRE_CANCEL};
+
+	m.cancel.req = r->req;
+	send_msg(p, &m);
+	*pr = r->next;
+	p->nreqs--;
+	if (keep)
+		part_keep(n, p, r);
+	free(r->buf);
+	free(r);
+}
+
 static void send_cancel_for(struct node *n, const struct sched_reqs *cancel, bool keep)
 {
 	for (size_t i = 0; i < cancel->n; i++) {
@@ -473,7 +492,6 @@ static void send_cancel_for(struct node *n, const struct sched_reqs *cancel, boo
 			struct nreq *r = *pr;
 
 			if (r->piece == NULL && memcmp(r->id, cancel->v[i].id, 32) == 0) {
-				struct wire_msg m = {.type = WIRE_CANCEL};
 				char pid[ID_SHORT_LEN], cid[ID_SHORT_LEN];
 
 				log_debug(LOG_FETCH,
@@ -481,14 +499,7 @@ static void send_cancel_for(struct node *n, const struct sched_reqs *cancel, boo
 					  " bytes in",
 					  sid(cid, r->id), sid(pid, p->id),
 					  (double)(node__now(n) - r->sent_ms) / 1000, r->got);
-				m.cancel.req = r->req;
-				send_msg(p, &m);
-				*pr = r->next;
-				p->nreqs--;
-				if (keep)
-					part_keep(n, p, r);
-				free(r->buf);
-				free(r);
+				req_cancel(n, p, pr, keep);
 				break;
 			}
 		}
@@ -1873,20 +1884,10 @@ static void peer_bench(struct node *n, struct npeer *p, uint64_t now)
 	uint64_t span = (uint64_t)NODE_BENCH_MS << MIN(p->benches, 3u);
 
 	for (struct nreq **pr = &p->reqs; *pr != NULL;) {
-		struct nreq *r = *pr;
-		struct wire_msg m = {.type = WIRE_CANCEL};
-
-		if (r->piece != NULL) {
-			pr = &r->next;
-			continue;
-		}
-		m.cancel.req = r->req;
-		send_msg(p, &m);
-		*pr = r->next;
-		p->nreqs--;
-		part_keep(n, p, r);
-		free(r->buf);
-		free(r);
+		if ((*pr)->piece != NULL)
+			pr = &(*pr)->next;
+		else
+			req_cancel(n, p, pr, true);
 	}
 	sched_peer_remove(n->sched, p->h, now);
 	p->in_sched = false;
@@ -1985,19 +1986,13 @@ void node__fetch_tick(struct node *n)
 	for (struct npeer *p = n->peers; p != NULL; p = p->next) {
 		for (struct nreq **pr = &p->reqs; *pr != NULL;) {
 			struct nreq *r = *pr;
-			struct wire_msg m = {.type = WIRE_CANCEL};
 
 			if (r->piece == NULL || now - r->progress_ms < piece_timeout(n, p, r)) {
 				pr = &r->next;
 				continue;
 			}
-			m.cancel.req = r->req;
-			send_msg(p, &m);
 			piece_fail(r->piece, r->piece_idx, p);
-			*pr = r->next;
-			p->nreqs--;
-			free(r->buf);
-			free(r);
+			req_cancel(n, p, pr, false);
 		}
 	}
 	revive_quiet(n, now);
