@@ -184,9 +184,10 @@ int sched_peer_have(struct sched *s, uint32_t peer, uint32_t vid, const uint8_t 
 
 /*
  * Site member peer (a LAN peer) asked a WAN peer for chunk id at now (a CLAIM
- * message): for an owner timeout, no WAN peer is asked for it here, as our
- * share or taken over from another member's. A claim of a peer that is not a
- * member, or of an id not wanted or done, is ignored (0).
+ * message): for an owner timeout, no WAN peer is asked for it here, and that
+ * member is its fetcher (what it has left to fetch decides when it takes
+ * over part of another's share). A claim of a peer that is not a member, or
+ * of an id not wanted or done, is ignored (0).
  */
 int sched_peer_claim(struct sched *s, uint32_t peer, const uint8_t id[static 32], uint64_t now);
 
