@@ -25,6 +25,8 @@
 #include "ferry/util.h"
 
 #define NONE UINT32_MAX
+/* chunk->claim_peer: we asked a WAN peer for it (our own claim, as the members see it). */
+#define CLAIM_SELF (UINT32_MAX - 1)
 /* Candidates weighed per pick before the best so far is taken (bounds a pick's cost). */
 #define SCAN_CAP 4096
 /* Equally rare candidates a pick chooses among at random, once the rarest level is found. */
@@ -71,7 +73,7 @@ struct chunk {
 	uint32_t len;
 	uint32_t refs;	       /* wanted versions listing it; 0 = free slot */
 	uint32_t stalled_peer; /* the last peer a request of it stalled on, or NONE */
-	uint32_t claim_peer;   /* the member that last claimed it (sched_peer_claim), or NONE */
+	uint32_t claim_peer;   /* the member that last claimed it, CLAIM_SELF, or NONE */
 	uint64_t claim_until;  /* its claim holds until then */
 	uint16_t navail, nlan;
 	uint8_t nreq, nactive;
@@ -507,7 +509,8 @@ static uint64_t chunk_above(struct sched *s, struct chunk *c)
  *             left and some members (not lagging) have none: then the first
  *             of them and it by the rendezvous value hashed r more times.
  * except that a chunk asked of a WAN peer by a member (our active requests,
- * other members' claims) has that member as its fetcher at every level. A
+ * other members' claims, and ours for as long as the others hold them) has
+ * that member as its fetcher at every level. A
  * chunk is *left* to its fetchers while wanted, missing here and on the LAN,
  * and held by a WAN peer: a member's level is done when what it fetches has
  * arrived, not when it has asked for it, or a member whose window is larger
@@ -520,7 +523,7 @@ static int pin_of(const struct sched *s, const struct chunk *c)
 {
 	const struct peer *q;
 
-	if (c->nactive)
+	if (c->nactive || c->claim_peer == CLAIM_SELF)
 		return 0;
 	if (c->claim_peer == NONE)
 		return -1;
@@ -954,7 +957,7 @@ static bool claimed(const struct sched *s, const struct chunk *c, uint64_t now)
 {
 	const struct peer *q;
 
-	if (c->claim_peer == NONE || now >= c->claim_until)
+	if (c->claim_peer == NONE || c->claim_peer == CLAIM_SELF || now >= c->claim_until)
 		return false;
 	q = s->peers[c->claim_peer];
 	return q != NULL && q->member > 0;
@@ -1215,6 +1218,15 @@ static size_t fill(struct sched *s, uint32_t h, struct peer *p, uint64_t now, si
 		if (!peer_room(s, p, c->len) || (budget != NULL && c->len > *budget))
 			break;
 		issue(s, h, p, slot, now);
+		if (p->link == SCHED_WAN && s->nmembers > 1) {
+			/*
+			 * The members hold it for us (CLAIM) for an owner timeout,
+			 * even if this request ends without it: so do we.
+			 */
+			c->claim_peer = CLAIM_SELF;
+			c->claim_until = now + owner_timeout(s);
+			s->claims = true;
+		}
 		if (budget != NULL)
 			*budget -= c->len;
 		if (arr) {

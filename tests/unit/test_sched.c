@@ -944,6 +944,74 @@ static void test_take_over(void **state)
 	site_free(&st);
 }
 
+/* Whether chunk k's fetcher, as st->s[i] sees it, is member j. */
+static bool fetched_by(struct site *st, int i, size_t k, int j)
+{
+	struct sched_chunk_info ci;
+
+	assert_int_equal(sched_chunk_info(st->s[i], st->chunks[k].id, &ci), 0);
+	return memcmp(ci.fetcher, st->member[j], 32) == 0;
+}
+
+/*
+ * A chunk we asked a WAN peer for stays ours while the other members hold it
+ * for us (our CLAIM, for an owner timeout), even if the request ends without
+ * it. Here members 1 and 2 lagged, so member 0 asked HQ for everything; then
+ * member 1 came back and HQ went away. Member 1 leaves the chunks of its
+ * share that member 0 claimed to member 0: were they its again, nobody would
+ * ask for them until the claims ran out.
+ */
+static void test_own_claim(void **state)
+{
+	struct site st;
+	const size_t n = 30;
+	const uint64_t timeout = 2 * (24 + 300) + 10000;
+	struct sched_chunk *out = calloc(n, sizeof(*out));
+	struct sched_reqs cancel = {0};
+	uint8_t bits[4];
+	int owner[30], k, c1 = -1, d1 = -1, e1 = -1;
+	bool again = false;
+
+	(void)state;
+	site_init(&st, n, 1000);
+	for (size_t c = 0; c < n; c++) {
+		owner[c] = site_owner(&st, c, 3);
+		if (owner[c] == 1 && d1 < 0)
+			d1 = (int)c;
+		else if (owner[c] == 1 && c1 < 0)
+			c1 = (int)c;
+		else if (owner[c] == 1 && e1 < 0)
+			e1 = (int)c;
+	}
+	assert_true(e1 >= 0);
+	assert_int_equal(sched_tick(st.s[0], timeout, &cancel), 0);
+	assert_int_equal(sched_next(st.s[0], 0, timeout, out, n), n);
+	/* Member 1 brings in a chunk of its share: it is not lagging any more. */
+	assert_int_equal(sched_peer_have_chunk(st.s[0], 2, st.chunks[d1].id, timeout + 1), 0);
+	assert_int_equal(sched_peer_remove(st.s[0], 0, timeout + 1), 0);
+	add_peer(st.s[0], 9, 30, SCHED_WAN, timeout + 1);
+	bits_range(bits, sizeof(bits), 0, n);
+	assert_int_equal(sched_peer_have(st.s[0], 9, 1, bits, n, timeout + 1), 0);
+	assert_true(fetched_by(&st, 0, (size_t)c1, 0));
+	k = sched_next(st.s[0], 9, timeout + 1, out, n);
+	for (int i = 0; i < k; i++)
+		again = again || chunk_index(st.chunks, n, out[i].id) == c1;
+	assert_true(again);
+	/*
+	 * That peer goes too. Once our claim has run out (noticed at the next
+	 * tick), the chunk is member 1's again: it brought in another chunk of
+	 * its share lately.
+	 */
+	assert_int_equal(sched_peer_remove(st.s[0], 9, timeout + 2), 0);
+	assert_true(fetched_by(&st, 0, (size_t)c1, 0));
+	assert_int_equal(sched_peer_have_chunk(st.s[0], 2, st.chunks[e1].id, 2 * timeout), 0);
+	assert_int_equal(sched_tick(st.s[0], 2 * timeout + 10, &cancel), 0);
+	assert_true(fetched_by(&st, 0, (size_t)c1, 1));
+	sched_reqs_free(&cancel);
+	free(out);
+	site_free(&st);
+}
+
 /*
  * A member that fetches nothing of its share for the owner timeout loses it
  * to the next member in rank. The timeout is 2 x (mean length x members /
@@ -1579,27 +1647,17 @@ static void test_rendezvous_vectors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rarest_first),
-	    cmocka_unit_test(test_lan_preferred),
-	    cmocka_unit_test(test_window_bdp),
-	    cmocka_unit_test(test_poll_budget),
-	    cmocka_unit_test(test_stall_reissue),
-	    cmocka_unit_test(test_endgame),
-	    cmocka_unit_test(test_endgame_wan),
-	    cmocka_unit_test(test_wan_slow_peer),
-	    cmocka_unit_test(test_take_over),
-	    cmocka_unit_test(test_wan_silent_no_stall),
-	    cmocka_unit_test(test_abandon),
-	    cmocka_unit_test(test_chunk_abandon),
-	    cmocka_unit_test(test_bad_chunk_bans),
-	    cmocka_unit_test(test_site_split),
-	    cmocka_unit_test(test_owner_timeout),
-	    cmocka_unit_test(test_wan_outage_no_lag),
-	    cmocka_unit_test(test_short_outage_no_lag),
-	    cmocka_unit_test(test_want_have_progress),
-	    cmocka_unit_test(test_bad_input),
-	    cmocka_unit_test(test_rendezvous_vectors),
-	    cmocka_unit_test(test_sim_site),
+	    cmocka_unit_test(test_rarest_first),	cmocka_unit_test(test_lan_preferred),
+	    cmocka_unit_test(test_window_bdp),		cmocka_unit_test(test_poll_budget),
+	    cmocka_unit_test(test_stall_reissue),	cmocka_unit_test(test_endgame),
+	    cmocka_unit_test(test_endgame_wan),		cmocka_unit_test(test_wan_slow_peer),
+	    cmocka_unit_test(test_take_over),		cmocka_unit_test(test_own_claim),
+	    cmocka_unit_test(test_wan_silent_no_stall), cmocka_unit_test(test_abandon),
+	    cmocka_unit_test(test_chunk_abandon),	cmocka_unit_test(test_bad_chunk_bans),
+	    cmocka_unit_test(test_site_split),		cmocka_unit_test(test_owner_timeout),
+	    cmocka_unit_test(test_wan_outage_no_lag),	cmocka_unit_test(test_short_outage_no_lag),
+	    cmocka_unit_test(test_want_have_progress),	cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_rendezvous_vectors),	cmocka_unit_test(test_sim_site),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
