@@ -1158,16 +1158,19 @@ static double peer_ect(const struct sched *s, const struct peer *p)
  * Without it the last chunks of a download trickle in from a slow source, a
  * node of another site whose flow crosses two WAN links and had been starved
  * by the faster ones, while the link sits idle (docs/scheduling.md).
- * Preferred: a request with no data yet (the loser is cancelled before it
- * costs bytes), then the one issued last (the end of the slow queue). An
- * idle p races only requests with no data yet: its rate is older news, and
- * the slow copy may be nearly done.
+ * A request that has data is judged by its own pace instead: the rest of
+ * the chunk at the rate it came in since it was issued. It may be nearly
+ * done, or trickle along on a flow that a long starvation left crawling
+ * (15.7 s for the last 206501 bytes of one bench/swarm run, the site's link
+ * idle for the last 8 s of it). Preferred: a request with no data yet (the
+ * loser is cancelled before it costs bytes), then the one issued last (the
+ * end of the slow queue).
  */
 static uint32_t pick_endgame_wan(struct sched *s, uint32_t h, const struct peer *p, uint64_t now)
 {
 	uint32_t best = NONE;
 	double mine = peer_ect(s, p);
-	bool best_fresh = false, idle = p->nactive == 0;
+	bool best_fresh = false;
 	uint64_t best_t = 0;
 
 	if (s->avail_held || !wan_fit(s, p, now))
@@ -1176,16 +1179,22 @@ static uint32_t pick_endgame_wan(struct sched *s, uint32_t h, const struct peer 
 		const struct req *r = &s->reqs[i];
 		const struct peer *q;
 		struct chunk *c;
+		double theirs;
 		bool fresh;
 
-		if (r->chunk == NONE || r->stalled || r->peer == h || (idle && r->got))
+		if (r->chunk == NONE || r->stalled || r->peer == h)
 			continue;
 		c = &s->ch[r->chunk];
 		q = s->peers[r->peer];
 		if (q->link != SCHED_WAN || c->nactive != 1 || c->nreq >= SCHED_MAX_DUP ||
 		    !bit_get(p->has, r->chunk) || !may_ask(s, c, h) || !wan_ok(s, r->chunk, now))
 			continue;
-		if (2 * mine >= (double)q->inflight * 1000 / peer_rate(s, q) + peer_rtt_ms(s, q))
+		if (r->got)
+			theirs = (double)(c->len - MIN(r->got, c->len)) *
+				 (double)(now - r->issued) / r->got;
+		else
+			theirs = (double)q->inflight * 1000 / peer_rate(s, q) + peer_rtt_ms(s, q);
+		if (2 * mine >= theirs)
 			continue;
 		fresh = r->got == 0;
 		if (best == NONE || (fresh && !best_fresh) ||
@@ -1943,8 +1952,8 @@ static bool wan_silent(const struct sched *s, uint64_t now, uint64_t t)
 	for (size_t i = 0; i < s->npl && recent < 2; i++) {
 		const struct peer *p = s->peers[s->plist[i]];
 
-		recent +=
-		    p->link == SCHED_WAN && p->last_data && p->last_data + t >= s->last_wan_data;
+		recent += p->link == SCHED_WAN && p->nactive && p->last_data &&
+			  p->last_data + t >= s->last_wan_data;
 	}
 	return recent >= 2;
 }

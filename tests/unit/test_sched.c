@@ -525,11 +525,57 @@ static void test_endgame_wan(void **state)
 	assert_int_equal(sched_next(s, 1, 600 + 30001, dup, 4), 0);
 	sched_free(s);
 
+	/*
+	 * Peer 2 sent 16 KiB of its chunk in 3.6 s: at that pace the rest takes
+	 * 54 s, and idle peer 1 races it. With 240 KiB in, the rest takes 0.24
+	 * s, less than twice peer 1's 0.33 s: no race.
+	 */
+	s = endgame_wan_setup(chunks, out, 600);
+	assert_int_equal(sched_chunk_progress(s, 2, out[0].id, 16 * KIB, 3000), 0);
+	assert_int_equal(sched_next(s, 1, 3601, dup, 4), 1);
+	assert_memory_equal(dup[0].id, out[0].id, 32);
+	sched_free(s);
+	s = endgame_wan_setup(chunks, out, 600);
+	assert_int_equal(sched_chunk_progress(s, 2, out[0].id, 240 * KIB, 3000), 0);
+	assert_int_equal(sched_next(s, 1, 3601, dup, 4), 0);
+	sched_free(s);
+
 	/* Peer 1 at ≈ 230 kB/s: ≈ 1.3 s a chunk, more than half of 2.3 s. */
 	s = endgame_wan_setup(chunks, out, 3600);
 	assert_int_equal(sched_next(s, 1, 3600, dup, 4), 0);
 	sched_free(s);
 	sched_reqs_free(&cancel);
+	free(chunks);
+}
+
+/*
+ * One WAN flow going quiet while the other WAN peers have nothing in flight
+ * is not our link down: it may be one starved flow (the last chunk of a
+ * swarm run, trickling in from the other site). Its request stalls as ever,
+ * and the idle peer that delivered lately may race it.
+ */
+static void test_lone_flow_stalls(void **state)
+{
+	struct sched_chunk *chunks = mkchunks(16, 2, 1000);
+	struct sched_chunk out[2];
+	struct sched_reqs cancel = {0};
+	uint8_t bits[1] = {0x3};
+	struct sched *s = new_sched(6);
+
+	(void)state;
+	assert_int_equal(sched_want(s, 1, chunks, 2, NULL, 0), 0);
+	add_peer(s, 0, 16, SCHED_WAN, 0);
+	add_peer(s, 1, 16, SCHED_WAN, 0);
+	assert_int_equal(sched_peer_have(s, 0, 1, bits, 2, 0), 0);
+	assert_int_equal(sched_peer_have(s, 1, 1, bits, 2, 0), 0);
+	assert_int_equal(sched_next(s, 0, 0, out, 1), 1);
+	assert_int_equal(sched_next(s, 1, 0, out + 1, 1), 1);
+	assert_int_equal(sched_chunk_progress(s, 0, out[0].id, 10, 500), 0);
+	assert_int_equal(sched_chunk_done(s, 1, out[1].id, 500, &cancel), 0);
+	assert_int_equal(sched_tick(s, 3000, &cancel), 0);
+	assert_int_equal(sched_tick(s, 4000, &cancel), 1);
+	sched_reqs_free(&cancel);
+	sched_free(s);
 	free(chunks);
 }
 
@@ -1071,7 +1117,7 @@ static void test_owner_timeout(void **state)
 }
 
 /* What s may fetch over the WAN: every chunk (all: members lagging), or only its own share. */
-static void assert_wan_ok(const struct sched *s, const struct site *st, bool all)
+static void assert_wan_ok(struct sched *s, const struct site *st, bool all)
 {
 	for (size_t c = 0; c < st->n; c++) {
 		struct sched_chunk_info ci;
@@ -1647,17 +1693,29 @@ static void test_rendezvous_vectors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rarest_first),	cmocka_unit_test(test_lan_preferred),
-	    cmocka_unit_test(test_window_bdp),		cmocka_unit_test(test_poll_budget),
-	    cmocka_unit_test(test_stall_reissue),	cmocka_unit_test(test_endgame),
-	    cmocka_unit_test(test_endgame_wan),		cmocka_unit_test(test_wan_slow_peer),
-	    cmocka_unit_test(test_take_over),		cmocka_unit_test(test_own_claim),
-	    cmocka_unit_test(test_wan_silent_no_stall), cmocka_unit_test(test_abandon),
-	    cmocka_unit_test(test_chunk_abandon),	cmocka_unit_test(test_bad_chunk_bans),
-	    cmocka_unit_test(test_site_split),		cmocka_unit_test(test_owner_timeout),
-	    cmocka_unit_test(test_wan_outage_no_lag),	cmocka_unit_test(test_short_outage_no_lag),
-	    cmocka_unit_test(test_want_have_progress),	cmocka_unit_test(test_bad_input),
-	    cmocka_unit_test(test_rendezvous_vectors),	cmocka_unit_test(test_sim_site),
+	    cmocka_unit_test(test_rarest_first),
+	    cmocka_unit_test(test_lan_preferred),
+	    cmocka_unit_test(test_window_bdp),
+	    cmocka_unit_test(test_poll_budget),
+	    cmocka_unit_test(test_stall_reissue),
+	    cmocka_unit_test(test_endgame),
+	    cmocka_unit_test(test_endgame_wan),
+	    cmocka_unit_test(test_wan_slow_peer),
+	    cmocka_unit_test(test_take_over),
+	    cmocka_unit_test(test_own_claim),
+	    cmocka_unit_test(test_wan_silent_no_stall),
+	    cmocka_unit_test(test_lone_flow_stalls),
+	    cmocka_unit_test(test_abandon),
+	    cmocka_unit_test(test_chunk_abandon),
+	    cmocka_unit_test(test_bad_chunk_bans),
+	    cmocka_unit_test(test_site_split),
+	    cmocka_unit_test(test_owner_timeout),
+	    cmocka_unit_test(test_wan_outage_no_lag),
+	    cmocka_unit_test(test_short_outage_no_lag),
+	    cmocka_unit_test(test_want_have_progress),
+	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_rendezvous_vectors),
+	    cmocka_unit_test(test_sim_site),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
