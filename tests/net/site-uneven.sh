@@ -1,5 +1,5 @@
 # A site whose members reach the headquarters at very different rates: b at
-# 16 Mbit/s, c at 2 Mbit/s (their WAN download limits). Each asks a for its
+# 8 Mbit/s, c at 1 Mbit/s (their WAN download limits). Each asks a for its
 # share first and tells the other what it asked for (CLAIM); once b's share
 # has arrived it takes over part of what c has left of its own, and again
 # each time that has arrived. So b brings in most of the model, c does not
@@ -13,9 +13,9 @@ make_model "$T/model" 8 11
 
 node_make a "models.want=*" "node.site=hq"
 node_make b "models.want=*" "node.site=clinic" "peers.peer=$(addr_of a)" \
-	"limits.wan_download_rate=16mbit"
+	"limits.wan_download_rate=8mbit"
 node_make c "models.want=*" "node.site=clinic" "peers.peer=$(addr_of a)" \
-	"peers.peer=$(addr_of b)" "limits.wan_download_rate=2mbit"
+	"peers.peer=$(addr_of b)" "limits.wan_download_rate=1mbit"
 site_fetch
 need=$(encoded_of b)
 wb=$(status_of b rx_wan)
