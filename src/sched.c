@@ -536,10 +536,12 @@ static bool counts(const struct chunk *c)
 	return c->refs && !c->done && !c->nlan && c->navail;
 }
 
-/* c's fetcher at level r, given those below (c->fetch) and the levels' donemask. */
-static uint8_t fetch_at(struct sched *s, struct chunk *c, unsigned r)
+/*
+ * c's fetcher at level r, given its pin (pin_of), those below (c->fetch)
+ * and the levels' donemask.
+ */
+static uint8_t fetch_at(struct sched *s, struct chunk *c, int pin, unsigned r)
 {
-	int pin = pin_of(s, c);
 	unsigned prev = r ? c->fetch[r - 1] : 0;
 	uint64_t d;
 
@@ -558,8 +560,10 @@ static uint8_t fetch_at(struct sched *s, struct chunk *c, unsigned r)
 
 static void levels(struct sched *s, struct chunk *c)
 {
+	int pin = pin_of(s, c);
+
 	for (unsigned r = 0; r < TAKE_LEVELS; r++)
-		c->fetch[r] = fetch_at(s, c, r);
+		c->fetch[r] = fetch_at(s, c, pin, r);
 }
 
 static bool left_stale(const struct sched *s)
@@ -583,7 +587,7 @@ static void left_sync(struct sched *s)
 
 			if (!c->counted)
 				continue;
-			c->fetch[r] = fetch_at(s, c, r);
+			c->fetch[r] = fetch_at(s, c, pin_of(s, c), r);
 			s->left[r][c->fetch[r]]++;
 		}
 		s->donemask[r] = 0;

@@ -549,6 +549,25 @@ static void test_endgame_wan(void **state)
 }
 
 /*
+ * Version 1 of chunks[0..n) wanted, two WAN peers (0 and 1) holding all of
+ * it, and each asked for per chunks: out[0..per) of peer 0, out[per..2 per)
+ * of peer 1.
+ */
+static void two_wan_peers(struct sched *s, const struct sched_chunk *chunks, size_t n, uint32_t tag,
+			  struct sched_chunk *out, size_t per)
+{
+	uint8_t bits[1] = {(uint8_t)((1u << n) - 1)};
+
+	assert_int_equal(sched_want(s, 1, chunks, n, NULL, 0), 0);
+	for (uint32_t h = 0; h < 2; h++) {
+		add_peer(s, h, tag, SCHED_WAN, 0);
+		assert_int_equal(sched_peer_have(s, h, 1, bits, n, 0), 0);
+	}
+	assert_int_equal(sched_next(s, 0, 0, out, per), (int)per);
+	assert_int_equal(sched_next(s, 1, 0, out + per, per), (int)per);
+}
+
+/*
  * One WAN flow going quiet while the other WAN peers have nothing in flight
  * is not our link down: it may be one starved flow (the last chunk of a
  * swarm run, trickling in from the other site). Its request stalls as ever,
@@ -559,17 +578,10 @@ static void test_lone_flow_stalls(void **state)
 	struct sched_chunk *chunks = mkchunks(16, 2, 1000);
 	struct sched_chunk out[2];
 	struct sched_reqs cancel = {0};
-	uint8_t bits[1] = {0x3};
 	struct sched *s = new_sched(6);
 
 	(void)state;
-	assert_int_equal(sched_want(s, 1, chunks, 2, NULL, 0), 0);
-	add_peer(s, 0, 16, SCHED_WAN, 0);
-	add_peer(s, 1, 16, SCHED_WAN, 0);
-	assert_int_equal(sched_peer_have(s, 0, 1, bits, 2, 0), 0);
-	assert_int_equal(sched_peer_have(s, 1, 1, bits, 2, 0), 0);
-	assert_int_equal(sched_next(s, 0, 0, out, 1), 1);
-	assert_int_equal(sched_next(s, 1, 0, out + 1, 1), 1);
+	two_wan_peers(s, chunks, 2, 16, out, 1);
 	assert_int_equal(sched_chunk_progress(s, 0, out[0].id, 10, 500), 0);
 	assert_int_equal(sched_chunk_done(s, 1, out[1].id, 500, &cancel), 0);
 	assert_int_equal(sched_tick(s, 3000, &cancel), 0);
@@ -590,18 +602,11 @@ static void test_wan_silent_no_stall(void **state)
 	struct sched_chunk *chunks = mkchunks(14, 4, 1000);
 	struct sched_chunk out[4];
 	struct sched_reqs cancel = {0};
-	uint8_t bits[1] = {0xf};
 	struct sched *s;
 
 	for (int cap = 0; cap < 2; cap++) {
 		s = new_sched(5);
-		assert_int_equal(sched_want(s, 1, chunks, 4, NULL, 0), 0);
-		add_peer(s, 0, 15, SCHED_WAN, 0);
-		add_peer(s, 1, 15, SCHED_WAN, 0);
-		assert_int_equal(sched_peer_have(s, 0, 1, bits, 4, 0), 0);
-		assert_int_equal(sched_peer_have(s, 1, 1, bits, 4, 0), 0);
-		assert_int_equal(sched_next(s, 0, 0, out, 2), 2);
-		assert_int_equal(sched_next(s, 1, 0, out + 2, 2), 2);
+		two_wan_peers(s, chunks, 4, 15, out, 2);
 		/* out[0] and out[2] get data at 500 ms, then nothing (stall time 3 s). */
 		assert_int_equal(sched_chunk_progress(s, 0, out[0].id, 10, 500), 0);
 		assert_int_equal(sched_chunk_progress(s, 1, out[2].id, 10, 500), 0);
