@@ -17,6 +17,7 @@
 
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -989,13 +990,17 @@ static bool wan_ok(struct sched *s, uint32_t slot, uint64_t now)
  * (nothing asked of it) and delivered within WAN_IDLE_RACE_MS while our link
  * is up. A peer with requests out and no data lately is not: it may be stuck.
  */
+/* How long a WAN peer with requests out may send nothing before it counts as quiet. */
+static double quiet_ms(const struct sched *s, const struct peer *p)
+{
+	return MAX(4 * peer_rtt_ms(s, p), (double)s->p.stall_min_ms);
+}
+
 static bool wan_fit(const struct sched *s, const struct peer *p, uint64_t now)
 {
-	double rtt = peer_rtt_ms(s, p);
-
 	if (!p->last_data)
 		return false;
-	if ((double)now <= (double)p->last_data + MAX(4 * rtt, (double)s->p.stall_min_ms))
+	if ((double)now <= (double)p->last_data + quiet_ms(s, p))
 		return true;
 	return p->nactive == 0 && !s->wan_held && now <= p->last_data + WAN_IDLE_RACE_MS;
 }
@@ -1166,9 +1171,14 @@ static double peer_ect(const struct sched *s, const struct peer *p)
  * the chunk at the rate it came in since it was issued. It may be nearly
  * done, or trickle along on a flow that a long starvation left crawling
  * (15.7 s for the last 206501 bytes of one bench/swarm run, the site's link
- * idle for the last 8 s of it). Preferred: a request with no data yet (the
- * loser is cancelled before it costs bytes), then the one issued last (the
- * end of the slow queue).
+ * idle for the last 8 s of it). A request with no data yet at a peer that
+ * has sent nothing for quiet_ms (since our WAN came back, if it was down)
+ * is raced whatever the estimates: the peer is stuck, or its flow starved,
+ * and its rate and RTT, measured before, say nothing of when the chunk will
+ * come (in one run, a node of the other site asked again after its bench
+ * held a site's last chunk 8.8 s while HQ sat idle). Preferred: a request
+ * with no data yet (the loser is cancelled before it costs bytes), then the
+ * one issued last (the end of the slow queue).
  */
 static uint32_t pick_endgame_wan(struct sched *s, uint32_t h, const struct peer *p, uint64_t now)
 {
@@ -1196,6 +1206,9 @@ static uint32_t pick_endgame_wan(struct sched *s, uint32_t h, const struct peer 
 		if (r->got)
 			theirs = (double)(c->len - MIN(r->got, c->len)) *
 				 (double)(now - r->issued) / r->got;
+		else if (q->last_data &&
+			 (double)now > (double)MAX(q->last_data, s->wan_back) + quiet_ms(s, q))
+			theirs = HUGE_VAL;
 		else
 			theirs = (double)q->inflight * 1000 / peer_rate(s, q) + peer_rtt_ms(s, q);
 		if (2 * mine >= theirs)

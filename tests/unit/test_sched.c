@@ -494,6 +494,41 @@ static void test_wan_slow_peer(void **state)
 	free(chunks);
 }
 
+/*
+ * A request with no data at a WAN peer that delivered before and has sent
+ * nothing since, for quiet_ms (stall_min_ms here), is raced by an idle peer
+ * even though the estimates say it would win: its measured rate no longer
+ * tells when the chunk will come.
+ */
+static void endgame_wan_quiet(void)
+{
+	struct sched_chunk *chunks = mkchunks(19, 4, 256 * KIB);
+	struct sched_chunk out[4], dup[4];
+	struct sched_reqs cancel = {0};
+	struct sched *s = new_sched(4);
+	uint8_t bits[1] = {0xf};
+
+	assert_int_equal(sched_want(s, 1, chunks, 4, NULL, 0), 0);
+	for (uint32_t h = 1; h <= 2; h++) {
+		add_peer(s, h, 12, SCHED_WAN, 0);
+		assert_int_equal(sched_peer_have(s, h, 1, bits, 4, 0), 0);
+		assert_int_equal(sched_peer_rtt(s, h, 200000), 0);
+	}
+	assert_int_equal(sched_next(s, 2, 0, out, 2), 2);
+	assert_int_equal(sched_next(s, 1, 0, out + 2, 2), 2);
+	/* Peer 2: a chunk in 0.5 s, then nothing; peer 1: two in 3.3 s. */
+	assert_int_equal(sched_chunk_done(s, 2, out[1].id, 500, &cancel), 0);
+	assert_int_equal(sched_chunk_done(s, 1, out[2].id, 3300, &cancel), 0);
+	assert_int_equal(sched_chunk_done(s, 1, out[3].id, 3300, &cancel), 0);
+	assert_int_equal(cancel.n, 0);
+	assert_int_equal(sched_next(s, 1, 3400, dup, 4), 0);
+	assert_int_equal(sched_next(s, 1, 3501, dup, 4), 1);
+	assert_memory_equal(dup[0].id, out[0].id, 32);
+	sched_reqs_free(&cancel);
+	sched_free(s);
+	free(chunks);
+}
+
 static void test_endgame_wan(void **state)
 {
 	struct sched_chunk *chunks = mkchunks(13, 4, 256 * KIB);
@@ -546,6 +581,7 @@ static void test_endgame_wan(void **state)
 	sched_free(s);
 	sched_reqs_free(&cancel);
 	free(chunks);
+	endgame_wan_quiet();
 }
 
 /*
