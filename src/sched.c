@@ -984,18 +984,18 @@ static bool wan_ok(struct sched *s, uint32_t slot, uint64_t now)
 
 /* Picking. */
 
-/*
- * Whether WAN peer p's rate and RTT tell how fast it would deliver now: it is
- * delivering (sent chunk data within max(4 RTT, stall_min_ms)), or it is idle
- * (nothing asked of it) and delivered within WAN_IDLE_RACE_MS while our link
- * is up. A peer with requests out and no data lately is not: it may be stuck.
- */
 /* How long a WAN peer with requests out may send nothing before it counts as quiet. */
 static double quiet_ms(const struct sched *s, const struct peer *p)
 {
 	return MAX(4 * peer_rtt_ms(s, p), (double)s->p.stall_min_ms);
 }
 
+/*
+ * Whether WAN peer p's rate and RTT tell how fast it would deliver now: it is
+ * delivering (sent chunk data within max(4 RTT, stall_min_ms)), or it is idle
+ * (nothing asked of it) and delivered within WAN_IDLE_RACE_MS while our link
+ * is up. A peer with requests out and no data lately is not: it may be stuck.
+ */
 static bool wan_fit(const struct sched *s, const struct peer *p, uint64_t now)
 {
 	if (!p->last_data)
