@@ -517,6 +517,8 @@ static const struct field peer_fields[] = {
     {"banned_until", F_I64, PR(banned_until)},
     {"bytes_received", F_U64, PR(bytes_received)},
     {"bytes_served", F_U64, PR(bytes_served)},
+    {"window_bytes", F_U64, PR(window_bytes)},
+    {"window_rtt_us", F_U64, PR(window_rtt_us)},
     {NULL, 0, 0},
 };
 

@@ -868,6 +868,10 @@ static int on_peer(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
 			    fmt_ago(buf, sizeof(buf), p.last_seen));
 	ctl_out_bytes(c->out, "bytes_received", "received", p.bytes_received);
 	ctl_out_bytes(c->out, "bytes_served", "served", p.bytes_served);
+	if (c->json && p.window_bytes > 0) {
+		ctl_out_uint(c->out, "window_bytes", "window", p.window_bytes);
+		ctl_out_uint(c->out, "window_rtt_us", "window rtt", p.window_rtt_us);
+	}
 	ctl_out_row_end(c->out);
 	c->rows++;
 	free(mem);

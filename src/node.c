@@ -643,6 +643,7 @@ void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row
 		struct npeer *p = peer_by_id(n, g->id);
 		struct node_peer_row row = {0};
 		struct peer_conn_stats cs;
+		struct sched_peer_info si;
 		uint64_t until = sched_banned_until(n->sched, g->id, now);
 
 		memcpy(row.node_id, g->id, 32);
@@ -660,6 +661,10 @@ void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row
 			row.rate_in_bps = p->rate_in.bps;
 			row.rate_out_bps = p->rate_out.bps;
 			row.last_seen = cs.last_seen_unix;
+			if (p->in_sched && sched_peer_info(n->sched, p->h, &si) == 0) {
+				row.window_bytes = si.window_bytes;
+				row.window_rtt_us = si.rtt_us;
+			}
 			if (p->addr[0] == '\0')
 				row.address = peer_conn_addr(p->c);
 		} else if (until > 0) {

@@ -106,6 +106,9 @@ struct node_peer_row {
 	int64_t last_seen;   /* unix seconds, 0 = never */
 	int64_t banned_until; /* unix seconds a "banned" peer's ban ends, 0 = not banned */
 	uint64_t bytes_received, bytes_served; /* chunk data since ferryd started */
+	/* The scheduler's view of a connected peer it may ask for chunks: */
+	uint64_t window_bytes;	/* the request window, 0 if it is not asked */
+	uint64_t window_rtt_us; /* the RTT that window and its stall timers use, 0 if none */
 };
 void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row *row), void *arg);
 
