@@ -1972,11 +1972,35 @@ static void revive_quiet(struct node *n, uint64_t now)
 	}
 }
 
+/*
+ * Give sched each new RTT sample of a peer's connection (a PING's round
+ * trip over the loaded connection: what a request waits for its first
+ * byte), and the smoothed RTT to a peer sched has just taken in.
+ */
+static void rtt_feed(struct node *n, uint64_t now)
+{
+	for (struct npeer *p = n->peers; p != NULL; p = p->next) {
+		struct peer_conn_stats st;
+		struct sched_peer_info si;
+		double ms;
+
+		if (p->c == NULL || !p->in_sched || sched_peer_info(n->sched, p->h, &si) < 0)
+			continue;
+		peer_conn_stats(p->c, &st);
+		if (!st.rtt_samples || (si.rtt_us && st.rtt_samples == p->rtt_fed))
+			continue;
+		ms = si.rtt_us ? st.rtt_last_ms : st.rtt_ms;
+		sched_peer_rtt(n->sched, p->h, (uint32_t)MIN(ms * 1000, (double)UINT32_MAX), now);
+		p->rtt_fed = st.rtt_samples;
+	}
+}
+
 void node__fetch_tick(struct node *n)
 {
 	struct sched_reqs cancel = {0};
 	uint64_t now = node__now(n);
 
+	rtt_feed(n, now);
 	sched_tick(n->sched, now, &cancel);
 	bench_silent(n, &cancel, now);
 	send_cancel_for(n, &cancel, true);

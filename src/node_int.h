@@ -157,6 +157,7 @@ struct npeer {
 	uint64_t last_data_ms;		       /* the last chunk data frame, 0 if none */
 	uint64_t bench_until;		       /* out of sched until then (in_sched false) */
 	uint32_t benches;
+	uint64_t rtt_fed; /* the connection's RTT samples sched_peer_rtt has seen */
 	struct nrate rate_in, rate_out;
 	uv_timer_t read_timer, send_timer;
 	int open_timers;

@@ -1670,13 +1670,16 @@ int sched_peer_remove(struct sched *s, uint32_t peer, uint64_t now)
 	return 0;
 }
 
-int sched_peer_rtt(struct sched *s, uint32_t peer, uint32_t rtt_us)
+int sched_peer_rtt(struct sched *s, uint32_t peer, uint32_t rtt_us, uint64_t now)
 {
 	struct peer *p = peer_get(s, peer);
 	double x = rtt_us ? rtt_us : 1;
 
 	if (!p)
 		return FERRY_ENOENT;
+	if (p->link == SCHED_WAN &&
+	    (s->wan_held || (s->wan_back && now < s->wan_back + rtt_us / 1000)))
+		return 0;
 	p->rtt_us = p->rtt_us > 0 ? p->rtt_us + (x - p->rtt_us) / 8 : x;
 	return 0;
 }

@@ -39,7 +39,7 @@
  *   s = sched_new(NULL, node_id, seed);
  *   on a wanted version:      sched_want(s, vid, chunks, n, local_bits, now)
  *   on a connection:          sched_peer_add(s, h, peer_id, link, now)
- *   on a ping reply:          sched_peer_rtt(s, h, rtt_us)
+ *   on a ping reply:          sched_peer_rtt(s, h, rtt_us, now)
  *   on a have message:        sched_peer_have(...) or sched_peer_have_chunk(...)
  *   on a chunk data frame:    sched_chunk_progress(s, h, id, frame_bytes, now)
  *   on a verified chunk:      sched_chunk_done(s, h, id, now, &cancel)
@@ -168,8 +168,12 @@ int sched_peer_add(struct sched *s, uint32_t peer, const uint8_t node_id[static 
  */
 int sched_peer_remove(struct sched *s, uint32_t peer, uint64_t now);
 
-/* An RTT sample for peer (a ping's round trip, in microseconds); kept as an EWMA. */
-int sched_peer_rtt(struct sched *s, uint32_t peer, uint32_t rtt_us);
+/*
+ * An RTT sample for peer (a ping's round trip, in microseconds, answered
+ * now); kept as an EWMA. A WAN peer's sample from a ping sent while our WAN
+ * was down timed the outage, not the path: it is left out.
+ */
+int sched_peer_rtt(struct sched *s, uint32_t peer, uint32_t rtt_us, uint64_t now);
 
 /*
  * peer holds the chunks of vid whose bits are set in bitmap[0..nbits) (bit i

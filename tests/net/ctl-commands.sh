@@ -41,14 +41,24 @@ ctl $A --json status >"$T/out.json" || fail "status --json failed"
 json_check "$T/out.json" 'len(d["node_id"]) == 64 and d["uptime_s"] >= 0 and d["store_chunks"] > 0'
 json_check "$T/out.json" 'd["bytes_received"] == 0 and d["bytes_served"] == 0'
 
+# wait_peers SECONDS PYTHON-EXPRESSION MESSAGE: poll b's `peers --json` into
+# $T/peers.json until the expression on `peers` (its list) holds.
+wait_peers() {
+	local deadline=$(($(date +%s) + $1))
+
+	until ctl $B --json peers >"$T/peers.json" &&
+		python3 -c 'import json,sys; peers = json.load(open(sys.argv[1]))["peers"]; sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/peers.json" "$2"; do
+		[ "$(date +%s)" -lt "$deadline" ] || fail "$3: $(cat "$T/peers.json")"
+		sleep 0.3
+	done
+}
+
 say "peers: b connects to a"
-deadline=$(($(date +%s) + 30))
-until ctl $B --json peers >"$T/peers.json" &&
-	python3 -c 'import json,sys; sys.exit(0 if any(p["state"] == "connected" for p in json.load(open(sys.argv[1]))["peers"]) else 1)' "$T/peers.json"; do
-	[ "$(date +%s)" -lt "$deadline" ] || fail "b never shows a connected peer: $(cat "$T/peers.json")"
-	sleep 0.3
-done
+wait_peers 30 'any(p["state"] == "connected" for p in peers)' "b never shows a connected peer"
 json_check "$T/peers.json" 'd["peers"][0]["address"] == "'"$(addr_of a)"'"'
+# The connection's first ping reaches the scheduler within a second or two.
+wait_peers 10 'peers[0].get("window_rtt_us", 0) > 0 and peers[0]["window_bytes"] > 0' \
+	"b's scheduler never took a's RTT"
 ctl $B peers >"$T/out"
 head -n 1 "$T/out" | grep -q "^ID *ADDRESS *SITE *STATE" || fail "peers has no table header: $(cat "$T/out")"
 grep -q "$(addr_of a) .*connected" "$T/out" || fail "peers text lacks a: $(cat "$T/out")"

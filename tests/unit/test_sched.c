@@ -218,7 +218,7 @@ static void test_window_bdp(void **state)
 	s = sched_new(&p, self, 1);
 	assert_int_equal(sched_want(s, 1, chunks, n, NULL, 0), 0);
 	add_peer(s, 0, 6, SCHED_WAN, 0);
-	assert_int_equal(sched_peer_rtt(s, 0, (uint32_t)rtt_us), 0);
+	assert_int_equal(sched_peer_rtt(s, 0, (uint32_t)rtt_us, 0), 0);
 	bits_range(bits, n / 8 + 1, 0, n);
 	assert_int_equal(sched_peer_have(s, 0, 1, bits, n, 0), 0);
 
@@ -426,8 +426,8 @@ static struct sched *endgame_wan_setup(struct sched_chunk *chunks, struct sched_
 	add_peer(s, 2, 12, SCHED_WAN, 0);
 	assert_int_equal(sched_peer_have(s, 1, 1, bits, 4, 0), 0);
 	assert_int_equal(sched_peer_have(s, 2, 1, bits, 4, 0), 0);
-	assert_int_equal(sched_peer_rtt(s, 1, 200000), 0);
-	assert_int_equal(sched_peer_rtt(s, 2, 200000), 0);
+	assert_int_equal(sched_peer_rtt(s, 1, 200000, 0), 0);
+	assert_int_equal(sched_peer_rtt(s, 2, 200000, 0), 0);
 	assert_int_equal(sched_next(s, 2, 0, out, 1), 1);
 	assert_int_equal(sched_next(s, 1, 0, out + 1, 3), 3);
 	for (int i = 1; i < 4; i++)
@@ -458,7 +458,7 @@ static void test_wan_slow_peer(void **state)
 	for (uint32_t h = 1; h <= 2; h++) {
 		add_peer(s, h, 20 + h, SCHED_WAN, 0);
 		assert_int_equal(sched_peer_have(s, h, 1, bits, 40, 0), 0);
-		assert_int_equal(sched_peer_rtt(s, h, 200000), 0);
+		assert_int_equal(sched_peer_rtt(s, h, 200000, 0), 0);
 	}
 	/* Peer 2 delivers one chunk in 3 s (87 kB/s), peer 1 a window every second in 0.5 s. */
 	assert_int_equal(sched_next(s, 2, 0, out, 1), 1);
@@ -512,7 +512,7 @@ static void endgame_wan_quiet(void)
 	for (uint32_t h = 1; h <= 2; h++) {
 		add_peer(s, h, 12, SCHED_WAN, 0);
 		assert_int_equal(sched_peer_have(s, h, 1, bits, 4, 0), 0);
-		assert_int_equal(sched_peer_rtt(s, h, 200000), 0);
+		assert_int_equal(sched_peer_rtt(s, h, 200000, 0), 0);
 	}
 	assert_int_equal(sched_next(s, 2, 0, out, 2), 2);
 	assert_int_equal(sched_next(s, 1, 0, out + 2, 2), 2);
@@ -1215,8 +1215,10 @@ static void test_short_outage_no_lag(void **state)
 	struct sched_chunk *out = calloc(n, sizeof(*out)), two;
 	struct sched_reqs cancel = {0};
 	uint8_t hq2[32], bits[n / 8 + 1];
+	struct sched_peer_info pi;
 	struct sched *s;
 	size_t m = 0;
+	uint64_t t;
 
 	site_init(&st, n, 1000);
 	s = st.s[0];
@@ -1231,7 +1233,7 @@ static void test_short_outage_no_lag(void **state)
 	assert_int_equal(sched_next(s, 4, 0, &two, 1), 1);
 	assert_true(sched_next(s, 0, 0, out, n) > 50);
 	/* Data for 3 s, nothing for 7 s, then data again until the verdicts. */
-	for (uint64_t t = 500; t <= back + timeout + 500; t += 500) {
+	for (t = 500; t <= back + timeout + 500; t += 500) {
 		if (t <= 3000 || t >= back) {
 			assert_int_equal(sched_chunk_progress(s, 0, out[0].id, 10, t), 0);
 			assert_int_equal(sched_chunk_progress(s, 4, two.id, 10, t), 0);
@@ -1242,6 +1244,14 @@ static void test_short_outage_no_lag(void **state)
 	}
 	/* A full timeout of data since the link came back, none gained: lagging. */
 	assert_wan_ok(s, &st, true);
+	/* A ping sent before the link came back timed the outage: left out. */
+	t = back + timeout + 1000;
+	assert_int_equal(sched_peer_rtt(s, 0, (uint32_t)(t - 2000) * 1000, t), 0);
+	assert_int_equal(sched_peer_info(s, 0, &pi), 0);
+	assert_int_equal(pi.rtt_us, 0);
+	assert_int_equal(sched_peer_rtt(s, 0, 250000, t), 0);
+	assert_int_equal(sched_peer_info(s, 0, &pi), 0);
+	assert_int_equal(pi.rtt_us, 250000);
 	sched_reqs_free(&cancel);
 	free(out);
 	site_free(&st);
@@ -1635,14 +1645,14 @@ static void sim_run(size_t n, double wan_rate, const bool fetching[4], uint64_t 
 		m.s[i] = sched_new(NULL, m.node[i], (uint64_t)i);
 		assert_int_equal(sched_want(m.s[i], 1, m.chunks, n, NULL, 0), 0);
 		assert_int_equal(sched_peer_add(m.s[i], 0, m.node[0], SCHED_WAN, 0), 0);
-		assert_int_equal(sched_peer_rtt(m.s[i], 0, 200000), 0);
+		assert_int_equal(sched_peer_rtt(m.s[i], 0, 200000, 0), 0);
 		assert_int_equal(sched_peer_have(m.s[i], 0, 1, bits, n, 0), 0);
 		for (int j = 1; j <= 3; j++) {
 			if (j == i)
 				continue;
 			assert_int_equal(
 			    sched_peer_add(m.s[i], (uint32_t)j, m.node[j], SCHED_LAN, 0), 0);
-			assert_int_equal(sched_peer_rtt(m.s[i], (uint32_t)j, 2000), 0);
+			assert_int_equal(sched_peer_rtt(m.s[i], (uint32_t)j, 2000, 0), 0);
 		}
 		sim_send(&m, i);
 		ev_push(&m, 1000000, EV_TICK, i, 0, 0);
