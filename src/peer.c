@@ -122,6 +122,13 @@ struct peer_conn {
 	uint64_t revive_ms;	       /* the last peer_conn_revive call */
 	uint64_t est_ms;	       /* when its handshake completed */
 
+	/* Lanes (peer_conn_set_lanes). */
+	unsigned lane;		/* 0, or which lane of main this conn is */
+	struct peer_conn *main; /* as a lane: the conn it belongs to; NULL once either goes */
+	bool lane_up;		/* as a lane: attached to main and carrying messages */
+	struct peer_conn *lanes[PEER_LANES_MAX]; /* lanes dialing or up; [0] unused */
+	unsigned lanes_wanted;
+
 	/* Handshake. */
 	struct session_hs *hs;
 	uint8_t *hsbuf; /* SESSION_HS_MSG_MAX bytes; kept until reported (leftover bytes) */
@@ -161,6 +168,7 @@ struct peer_conn {
 	uint64_t bytes_in, bytes_out, msgs_in, msgs_out, unknown_in;
 	uint64_t up_since_ms;
 	enum peer_link link;
+	char cc[PEER_CC_NAME_MAX]; /* the socket's congestion control, once it is WAN */
 	void *data;
 	char addr[INET6_ADDRSTRLEN + 8];
 	char host[INET6_ADDRSTRLEN];
@@ -193,6 +201,7 @@ struct peer_net {
 	uint8_t netkey[SESSION_KEY_LEN];
 	char site[WIRE_SITE_MAX + 1];
 	char software[WIRE_SOFTWARE_MAX + 1];
+	char wan_cc[PEER_CC_NAME_MAX]; /* TCP_CONGESTION for WAN sockets; "" = leave it */
 	struct peer_net_config cfg; /* timing and callbacks; key pointers cleared */
 	uint64_t start_ms;
 	uv_tcp_t listener;
@@ -209,6 +218,10 @@ struct peer_net {
 };
 
 static void conn_close(struct peer_conn *c, int reason);
+static void lanes_close(struct peer_conn *c, unsigned from);
+static void lane_gone(struct peer_conn *l);
+static void lane_attach(struct peer_conn *l);
+static int conn_redial_addr(const struct peer_conn *c, struct sockaddr_storage *ss);
 static void conn_probe(struct peer_conn *c, uint64_t now);
 static void conn_flush(struct peer_conn *c);
 static void conn_feed(struct peer_conn *c, const uint8_t *p, size_t n);
@@ -348,6 +361,8 @@ static void conn_free(struct peer_conn *c)
 }
 
 static void report_up(struct peer_conn *c);
+static void conn_go_live(struct peer_conn *c);
+static void lanes_dial(struct peer_conn *c);
 
 static void target_fire(uv_timer_t *timer);
 
@@ -398,6 +413,8 @@ static void conn_handle_closed(uv_handle_t *h)
 	} else if (c->reported && !net->closing && peer_net_conn_by_id(net, c->id) == NULL) {
 		wake_covered(net, c->id, c->down_reason == FERRY_EIO ? PEER_REPLACE_MS : 0);
 	}
+	if (c->main != NULL)
+		lane_gone(c);
 	conn_free(c);
 }
 
@@ -449,6 +466,7 @@ static void conn_close_ex(struct peer_conn *c, int reason, enum close_how how)
 	}
 	if (c->probe != NULL)
 		conn_close(c->probe, FERRY_ECANCELED); /* unlinks itself from c */
+	lanes_close(c, 1);
 	if (c->target != NULL) {
 		struct target *t = c->target;
 
@@ -503,17 +521,26 @@ static void sock_setup(struct peer_conn *c)
 	uv_tcp_keepalive(&c->tcp, 1, KEEPALIVE_S);
 }
 
-/* WAN sockets: BBR copes with loss on long links; a small unsent backlog keeps priorities. */
+/*
+ * WAN sockets: BBR copes with loss on long links; a small unsent backlog
+ * keeps priorities. Note which congestion control the socket got.
+ */
 static void sock_wan(struct peer_conn *c)
 {
+	const char *want = c->net->wan_cc;
 	uv_os_fd_t fd;
 	int lowat = WAN_NOTSENT_LOWAT;
+	socklen_t len = sizeof(c->cc) - 1;
 
 	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
 		return;
 	/* Not every kernel has BBR or lets an unprivileged process pick it: fine. */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "bbr", 3);
+	if (want[0] != '\0')
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, want, (socklen_t)strlen(want));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+	memset(c->cc, 0, sizeof(c->cc));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, c->cc, &len) != 0)
+		c->cc[0] = '\0';
 }
 
 /* Writing */
@@ -543,9 +570,11 @@ static void conn_write_done(uv_write_t *req, int status)
 	}
 	conn_flush(c);
 	if (c->above_lowat && c->queued < c->lowat && c->state == C_UP) {
+		struct peer_conn *owner = c->lane_up ? c->main : c;
+
 		c->above_lowat = false;
-		if (net->cfg.cb.on_writable != NULL)
-			net->cfg.cb.on_writable(c, net->cfg.cb.ctx);
+		if (net->cfg.cb.on_writable != NULL && owner != NULL && owner->reported)
+			net->cfg.cb.on_writable(owner, net->cfg.cb.ctx);
 	}
 }
 
@@ -699,7 +728,7 @@ static void conn_tick(uv_timer_t *t)
 		conn_close(c, rc);
 		return;
 	}
-	if (!c->reported)
+	if (!c->reported && !c->lane_up)
 		return;
 	if (!c->paused && now - c->last_seen_ms >= cfg->dead_timeout_ms) {
 		conn_close(c, ferry_errf(FERRY_ETIMEDOUT, "nothing received for %.1f s",
@@ -718,6 +747,7 @@ static void conn_tick(uv_timer_t *t)
 	}
 	if (now - c->last_ping_ms >= cfg->ping_interval_ms)
 		conn_send_ping(c);
+	lanes_dial(c);
 }
 
 /* Reading */
@@ -810,7 +840,10 @@ static void conn_dispatch(struct peer_conn *c, const uint8_t *p, size_t n)
 		conn_got_pong(c, &m.pong);
 		break;
 	default:
-		cb->on_message(c, &m, cb->ctx);
+		if (c->lane == 0)
+			cb->on_message(c, &m, cb->ctx);
+		else if (c->lane_up)
+			cb->on_message(c->main, &m, cb->ctx);
 		break;
 	}
 	wire_msg_clear(&m);
@@ -901,7 +934,7 @@ static void conn_feed(struct peer_conn *c, const uint8_t *p, size_t n)
 
 /* Handshake */
 
-static int hello_payload(struct peer_net *net, uint8_t **out, size_t *len)
+static int hello_payload(struct peer_net *net, unsigned lane, uint8_t **out, size_t *len)
 {
 	struct wire_msg m = {.type = WIRE_HELLO};
 
@@ -911,6 +944,7 @@ static int hello_payload(struct peer_net *net, uint8_t **out, size_t *len)
 	m.hello.listen_port = net->port;
 	strcpy(m.hello.software, net->software);
 	m.hello.uptime_s = (uv_now(net->loop) - net->start_ms) / 1000;
+	m.hello.lane = (uint8_t)lane;
 	return wire_encode(&m, out, len);
 }
 
@@ -921,7 +955,7 @@ static int conn_hs_write(struct peer_conn *c, bool with_hello)
 	size_t hlen = 0, outlen;
 	int rc = 0;
 
-	if (with_hello && (rc = hello_payload(c->net, &hello, &hlen)) != 0)
+	if (with_hello && (rc = hello_payload(c->net, c->lane, &hello, &hlen)) != 0)
 		goto out;
 	rc = session_hs_write(c->hs, hello, hlen, out, SESSION_HS_MSG_MAX, &outlen);
 	if (rc == 0) {
@@ -961,8 +995,6 @@ static void report_up(struct peer_conn *c)
 	struct peer_net *net = c->net;
 	const struct peer_callbacks *cb = &net->cfg.cb;
 	char ids[ID_SHORT_LEN];
-	size_t left = c->hslen;
-	uint64_t tick;
 
 	c->reported = true;
 	net->st.up++;
@@ -975,8 +1007,21 @@ static void report_up(struct peer_conn *c)
 	log_info(LOG_PEER, "peer %s (%s, site '%s', %s) up, protocol %u", id_str(ids, c->id),
 		 c->addr, c->hello.site, c->inbound ? "inbound" : "outbound", c->version);
 	cb->on_up(c, c->id, &c->hello, cb->ctx);
-	if (c->state != C_UP)
-		return;
+	if (c->state == C_UP)
+		conn_go_live(c);
+}
+
+/*
+ * An up conn starts its pings and periodic checks, and reads (what came with
+ * the handshake first).
+ */
+static void conn_go_live(struct peer_conn *c)
+{
+	struct peer_net *net = c->net;
+	size_t left = c->hslen;
+	uint64_t tick;
+
+	c->last_seen_ms = uv_now(net->loop);
 	/* A first RTT sample right away, then the periodic checks. */
 	conn_send_ping(c);
 	tick = MAX(MIN(net->cfg.ping_interval_ms, net->cfg.dead_timeout_ms / 4), 1u);
@@ -1027,18 +1072,22 @@ static void conn_established(struct peer_conn *c)
 	uv_timer_stop(&c->timer);
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	c->reading = false;
+	if (c->lane != 0) {
+		lane_attach(c);
+		return;
+	}
 	if (c->target != NULL) {
 		memcpy(c->target->id, c->id, NODEKEY_LEN);
 		c->target->has_id = true;
 	}
 
 	for (struct peer_conn *o = net->conns; o != NULL; o = o->next)
-		if (o != c && o->state == C_UP && memcmp(o->id, c->id, NODEKEY_LEN) == 0 &&
-		    is_better(o, best))
+		if (o != c && o->state == C_UP && o->lane == 0 &&
+		    memcmp(o->id, c->id, NODEKEY_LEN) == 0 && is_better(o, best))
 			best = o;
 	for (struct peer_conn *o = net->conns, *next; o != NULL; o = next) {
 		next = o->next;
-		if (o->state != C_UP || memcmp(o->id, c->id, NODEKEY_LEN) != 0)
+		if (o->state != C_UP || o->lane != 0 || memcmp(o->id, c->id, NODEKEY_LEN) != 0)
 			continue;
 		if (o->reported)
 			reported = o;
@@ -1087,6 +1136,11 @@ static int conn_check_hello(struct peer_conn *c, const uint8_t *payload, size_t 
 	c->hello = m.hello;
 	if (memcmp(c->id, net->key.pk, NODEKEY_LEN) == 0)
 		return ferry_errf(FERRY_EEXIST, "%s is this node itself", c->addr);
+	if (c->inbound)
+		c->lane = c->hello.lane;
+	else if (c->lane != 0 && (c->main == NULL || memcmp(c->main->id, c->id, NODEKEY_LEN) != 0))
+		return ferry_errf(FERRY_EAUTH, "%s: lane %u reached node %s, not its connection's",
+				  c->addr, c->lane, id_str(ids, c->id));
 	if (c->target != NULL && c->target->has_expect &&
 	    memcmp(c->target->expect, c->id, NODEKEY_LEN) != 0) {
 		char want[ID_SHORT_LEN];
@@ -1435,7 +1489,7 @@ static void conn_on_connect(uv_connect_t *req, int status)
 		if (c->target != NULL)
 			peer_addr_format(where, sizeof(where), c->target->host, c->target->port);
 		else
-			strcpy(where, "?");
+			snprintf(where, sizeof(where), "%s", c->addr);
 		conn_close(c, uv_err(status, "cannot connect to", where));
 		return;
 	}
@@ -1588,6 +1642,7 @@ int peer_net_new(uv_loop_t *loop, const struct peer_net_config *cfg, struct peer
 	int len = sizeof(ss), rc;
 	const char *site = cfg->site != NULL ? cfg->site : "";
 	const char *software = cfg->software != NULL ? cfg->software : PACKAGE_STRING;
+	const char *cc = cfg->wan_congestion != NULL ? cfg->wan_congestion : "bbr";
 
 	*out = NULL;
 	if (cfg->key == NULL || cfg->netkey == NULL)
@@ -1597,18 +1652,22 @@ int peer_net_new(uv_loop_t *loop, const struct peer_net_config *cfg, struct peer
 	if (strlen(site) > WIRE_SITE_MAX || strlen(software) > WIRE_SOFTWARE_MAX)
 		return ferry_errf(FERRY_EINVAL, "peer: site '%s' or software '%s' is too long",
 				  site, software);
+	if (strlen(cc) >= PEER_CC_NAME_MAX)
+		return ferry_errf(FERRY_EINVAL, "peer: congestion control '%s' is too long", cc);
 	net = xcalloc(1, sizeof(*net));
 	net->loop = loop;
 	net->key = *cfg->key;
 	memcpy(net->netkey, cfg->netkey, SESSION_KEY_LEN);
 	strcpy(net->site, site);
 	strcpy(net->software, software);
+	strcpy(net->wan_cc, cc);
 	net->cfg = *cfg;
 	net->cfg.key = NULL;
 	net->cfg.netkey = NULL;
 	net->cfg.listen_host = NULL;
 	net->cfg.site = NULL;
 	net->cfg.software = NULL;
+	net->cfg.wan_congestion = NULL;
 #define DEFAULT(f, v)                                                                              \
 	if (net->cfg.f == 0)                                                                       \
 	net->cfg.f = (v)
@@ -1835,22 +1894,33 @@ static void probe_timeout(uv_timer_t *t)
 		conn_probe(old, now);
 }
 
+/*
+ * Where to dial c's node again: the address c reached it on (an inbound c:
+ * its IP and listen port).
+ */
+static int conn_redial_addr(const struct peer_conn *c, struct sockaddr_storage *ss)
+{
+	int len = sizeof(*ss);
+
+	if (!c->inbound)
+		return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &len) == 0 ? 0 : -1;
+	if (c->hello.listen_port == 0 ||
+	    (uv_ip4_addr(c->host, c->hello.listen_port, (struct sockaddr_in *)ss) != 0 &&
+	     uv_ip6_addr(c->host, c->hello.listen_port, (struct sockaddr_in6 *)ss) != 0))
+		return -1;
+	return 0;
+}
+
 /* Dial c's node again on a fresh socket, at the address c reached it on. */
 static void conn_probe(struct peer_conn *c, uint64_t now)
 {
 	struct peer_net *net = c->net;
 	struct sockaddr_storage ss;
 	struct peer_conn *probe;
-	int len = sizeof(ss), rc;
+	int rc;
 
-	if (!c->inbound) {
-		if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
-			return;
-	} else if (c->hello.listen_port == 0 ||
-		   (uv_ip4_addr(c->host, c->hello.listen_port, (struct sockaddr_in *)&ss) != 0 &&
-		    uv_ip6_addr(c->host, c->hello.listen_port, (struct sockaddr_in6 *)&ss) != 0)) {
+	if (c->lane != 0 || conn_redial_addr(c, &ss) != 0)
 		return;
-	}
 	if ((probe = conn_new(net, false)) == NULL)
 		return;
 	c->probe_ms = now;
@@ -1865,6 +1935,156 @@ static void conn_probe(struct peer_conn *c, uint64_t now)
 			    conn_on_connect);
 	if (rc != 0)
 		conn_close(probe, uv_err(rc, "cannot probe", c->addr));
+}
+
+/* Lanes */
+
+/* Close c's lanes from number from on; they go silently (c is closing, or they are not wanted). */
+static void lanes_close(struct peer_conn *c, unsigned from)
+{
+	for (unsigned k = MAX(from, 1u); k < PEER_LANES_MAX; k++) {
+		struct peer_conn *l = c->lanes[k];
+
+		if (l == NULL)
+			continue;
+		c->lanes[k] = NULL;
+		l->main = NULL;
+		conn_close(l, ferry_errf(FERRY_ECANCELED, "lane %u closed with its connection", k));
+	}
+}
+
+/* Lane l has closed while its conn is up: the conn hears of it and redials it at its next check. */
+static void lane_gone(struct peer_conn *l)
+{
+	struct peer_conn *c = l->main;
+	const struct peer_callbacks *cb = &l->net->cfg.cb;
+	char ids[ID_SHORT_LEN];
+
+	l->main = NULL;
+	if (c->lanes[l->lane] == l)
+		c->lanes[l->lane] = NULL;
+	if (!l->lane_up)
+		return;
+	log_info(LOG_PEER, "peer %s (%s): lane %u down: %s", id_str(ids, c->id), c->addr, l->lane,
+		 l->down_why);
+	if (cb->on_lane != NULL && c->state == C_UP)
+		cb->on_lane(c, l->lane, false, cb->ctx);
+}
+
+/* Lane l's handshake is done: join its conn (an inbound lane: the inbound conn of its node). */
+static void lane_attach(struct peer_conn *l)
+{
+	struct peer_net *net = l->net;
+	const struct peer_callbacks *cb = &net->cfg.cb;
+	struct peer_conn *c = l->main, *old;
+	char ids[ID_SHORT_LEN];
+
+	if (l->inbound)
+		for (c = net->conns; c != NULL; c = c->next)
+			if (c->lane == 0 && c->inbound && c->state == C_UP && c->reported &&
+			    memcmp(c->id, l->id, NODEKEY_LEN) == 0)
+				break;
+	if (c == NULL || c->state != C_UP || !c->reported) {
+		conn_close(l, ferry_errf(FERRY_ENOENT,
+					 "lane %u of node %s: no connection from it to join",
+					 l->lane, id_str(ids, l->id)));
+		return;
+	}
+	old = c->lanes[l->lane];
+	if (old != NULL && old != l) {
+		/* The dialer replaced a lane whose end here has not noticed yet. */
+		c->lanes[l->lane] = NULL;
+		old->main = NULL;
+		if (old->lane_up && cb->on_lane != NULL)
+			cb->on_lane(c, l->lane, false, cb->ctx);
+		conn_close(old, ferry_errf(FERRY_EEXIST, "lane %u replaced by a new one", l->lane));
+		if (c->state != C_UP)
+			return;
+	}
+	l->main = c;
+	c->lanes[l->lane] = l;
+	l->lane_up = true;
+	l->paused = c->paused;
+	peer_conn_set_link(l, c->link);
+	log_debug(LOG_PEER, "peer %s (%s): lane %u up (%s)", id_str(ids, c->id), c->addr, l->lane,
+		  l->inbound ? "inbound" : "outbound");
+	conn_go_live(l);
+	if (l->state == C_UP && cb->on_lane != NULL)
+		cb->on_lane(c, l->lane, true, cb->ctx);
+}
+
+static void lane_dial(struct peer_conn *c, unsigned k)
+{
+	struct sockaddr_storage ss;
+	struct peer_conn *l;
+	int rc;
+
+	if (conn_redial_addr(c, &ss) != 0 || (l = conn_new(c->net, false)) == NULL)
+		return;
+	l->main = c;
+	l->lane = k;
+	c->lanes[k] = l;
+	snprintf(l->addr, sizeof(l->addr), "%s", c->addr);
+	c->net->st.dialing++;
+	l->state = C_CONNECTING;
+	conn_deadline(l);
+	rc = uv_tcp_connect(&l->connect_req, &l->tcp, (struct sockaddr *)&ss, conn_on_connect);
+	if (rc != 0)
+		conn_close(l, uv_err(rc, "cannot connect a lane to", c->addr));
+}
+
+/* Dial the lanes c should have and has not (the dialing end of an up conn only). */
+static void lanes_dial(struct peer_conn *c)
+{
+	if (c->inbound || c->lane != 0 || c->state != C_UP || !c->reported || c->net->closing)
+		return;
+	for (unsigned k = 1; k < c->lanes_wanted; k++)
+		if (c->lanes[k] == NULL)
+			lane_dial(c, k);
+}
+
+void peer_conn_set_lanes(struct peer_conn *c, unsigned lanes)
+{
+	c->lanes_wanted = MIN(MAX(lanes, 1u), (unsigned)PEER_LANES_MAX);
+	if (c->inbound)
+		return;
+	lanes_close(c, c->lanes_wanted);
+	lanes_dial(c);
+}
+
+unsigned peer_conn_lanes_up(const struct peer_conn *c)
+{
+	unsigned bits = c->state == C_UP ? 1u : 0u;
+
+	for (unsigned k = 1; k < PEER_LANES_MAX; k++)
+		if (c->lanes[k] != NULL && c->lanes[k]->lane_up && c->lanes[k]->state == C_UP)
+			bits |= 1u << k;
+	return bits;
+}
+
+static struct peer_conn *lane_of(const struct peer_conn *c, unsigned lane)
+{
+	if (lane == 0)
+		return (struct peer_conn *)c;
+	if (lane >= PEER_LANES_MAX || c->lanes[lane] == NULL || !c->lanes[lane]->lane_up)
+		return NULL;
+	return c->lanes[lane];
+}
+
+int peer_conn_lane_send(struct peer_conn *c, unsigned lane, const struct wire_msg *m)
+{
+	struct peer_conn *l = lane_of(c, lane);
+
+	if (l == NULL)
+		return ferry_errf(FERRY_ENOENT, "peer %s: lane %u is not up", c->addr, lane);
+	return peer_conn_send(l, m);
+}
+
+bool peer_conn_lane_wants_data(const struct peer_conn *c, unsigned lane)
+{
+	const struct peer_conn *l = lane_of(c, lane);
+
+	return l != NULL && l->state == C_UP && peer_conn_wants_data(l);
 }
 
 void peer_conn_revive(struct peer_conn *c)
@@ -1891,10 +2111,10 @@ void peer_conn_close(struct peer_conn *c, int reason)
 	conn_close(c, reason < 0 ? reason : FERRY_ECANCELED);
 }
 
-void peer_conn_set_reading(struct peer_conn *c, bool on)
+static void conn_set_reading(struct peer_conn *c, bool on)
 {
 	c->paused = !on;
-	if (c->state != C_UP || !c->reported)
+	if (c->state != C_UP || (!c->reported && !c->lane_up))
 		return;
 	if (on && !c->reading) {
 		if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read) == 0)
@@ -1908,6 +2128,14 @@ void peer_conn_set_reading(struct peer_conn *c, bool on)
 		c->last_seen_ms = uv_now(c->net->loop);
 }
 
+void peer_conn_set_reading(struct peer_conn *c, bool on)
+{
+	conn_set_reading(c, on);
+	for (unsigned k = 1; k < PEER_LANES_MAX; k++)
+		if (c->lanes[k] != NULL)
+			conn_set_reading(c->lanes[k], on);
+}
+
 void peer_conn_set_link(struct peer_conn *c, enum peer_link link)
 {
 	c->link = link;
@@ -1916,11 +2144,19 @@ void peer_conn_set_link(struct peer_conn *c, enum peer_link link)
 					 : c->net->cfg.lowat;
 	if (link == PEER_LINK_WAN && c->state != C_CLOSING)
 		sock_wan(c);
+	for (unsigned k = 1; k < PEER_LANES_MAX; k++)
+		if (c->lanes[k] != NULL)
+			peer_conn_set_link(c->lanes[k], link);
 }
 
 enum peer_link peer_conn_link(const struct peer_conn *c)
 {
 	return c->link;
+}
+
+const char *peer_conn_congestion(const struct peer_conn *c)
+{
+	return c->cc;
 }
 
 const uint8_t *peer_conn_id(const struct peer_conn *c)
@@ -1985,6 +2221,19 @@ void peer_conn_stats(const struct peer_conn *c, struct peer_conn_stats *out)
 	out->rtt_last_ms = c->rtt_last_ms;
 	out->rtt_samples = c->rtt_samples;
 	out->queued = c->queued;
+	out->lanes = 1;
+	for (unsigned k = 1; k < PEER_LANES_MAX; k++) {
+		const struct peer_conn *l = c->lanes[k];
+
+		if (l == NULL)
+			continue;
+		out->bytes_in += l->bytes_in;
+		out->bytes_out += l->bytes_out;
+		out->msgs_in += l->msgs_in;
+		out->msgs_out += l->msgs_out;
+		out->queued += l->queued;
+		out->lanes += l->lane_up;
+	}
 }
 
 /* Addresses */

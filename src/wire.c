@@ -38,7 +38,7 @@ struct wire_type_info {
 
 /* Fields per message, in the order they are encoded (docs/protocol.md). */
 enum {
-	NF_HELLO = 6,
+	NF_HELLO = 7,
 	NF_DIGEST = 2,
 	NF_MANIFEST_REQ = 2,
 	NF_MANIFEST = 1,
@@ -126,7 +126,12 @@ static int check_hello(const struct wire_hello *h)
 				  h->version_min, h->version_max);
 	if ((rc = check_text("HELLO", "site", h->site, WIRE_SITE_MAX, true)) != 0)
 		return rc;
-	return check_text("HELLO", "software", h->software, WIRE_SOFTWARE_MAX, true);
+	if ((rc = check_text("HELLO", "software", h->software, WIRE_SOFTWARE_MAX, true)) != 0)
+		return rc;
+	if (h->lane > WIRE_LANE_MAX)
+		return ferry_errf(FERRY_EINVAL, "HELLO: lane %u, at most %u", h->lane,
+				  WIRE_LANE_MAX);
+	return 0;
 }
 
 static int check_digest(const struct wire_digest *d)
@@ -299,6 +304,7 @@ static void enc_fields(struct mpk_w *w, const struct wire_msg *m)
 		mpk_w_uint(w, m->hello.listen_port);
 		mpk_w_cstr(w, m->hello.software);
 		mpk_w_uint(w, m->hello.uptime_s);
+		mpk_w_uint(w, m->hello.lane);
 		break;
 	case WIRE_DIGEST:
 		mpk_w_bool(w, m->digest.more);
@@ -544,6 +550,7 @@ static void dec_hello(struct dec *d, struct wire_hello *h)
 	h->listen_port = (uint16_t)get_u32(d, "listen port", UINT16_MAX);
 	get_text(d, "software", h->software, WIRE_SOFTWARE_MAX, true);
 	h->uptime_s = get_u64(d);
+	h->lane = (uint8_t)get_u32(d, "lane", WIRE_LANE_MAX);
 	if (dec_ok(d) && (h->version_min == 0 || h->version_min > h->version_max))
 		dec_fail(d, "version range %u..%u is empty or starts at 0", h->version_min,
 			 h->version_max);

@@ -89,14 +89,19 @@ struct peer_conn;
 #define PEER_REVIVE_HOLD_MS 1500
 /* and a conn that came up this much later than another from the same dialer replaces it. */
 #define PEER_REPLACE_MS 2000
+/* Connections to one node a conn may run as lanes (itself included): peer_conn_set_lanes. */
+#define PEER_LANES_MAX (WIRE_LANE_MAX + 1)
 
 /* The link class, decided by the daemon (from the site in the hello). */
 enum peer_link {
 	PEER_LINK_UNKNOWN = 0,
 	PEER_LINK_LAN,
-	/* WAN sockets get TCP_CONGESTION "bbr" and TCP_NOTSENT_LOWAT where allowed. */
+	/* WAN sockets get the config's TCP_CONGESTION and TCP_NOTSENT_LOWAT where allowed. */
 	PEER_LINK_WAN,
 };
+
+/* Bytes of a congestion control's name, with its NUL (the kernel's TCP_CA_NAME_MAX). */
+#define PEER_CC_NAME_MAX 16
 
 struct peer_callbacks {
 	void *ctx; /* passed to every callback */
@@ -118,10 +123,16 @@ struct peer_callbacks {
 	 */
 	void (*on_message)(struct peer_conn *c, const struct wire_msg *m, void *ctx);
 	/*
-	 * Optional: peer_conn_queued() has dropped below the low-water mark
-	 * after having been at or above it: send more bulk data now.
+	 * Optional: peer_conn_queued() of c or of one of its lanes has dropped
+	 * below the low-water mark after having been at or above it: send more
+	 * bulk data now.
 	 */
 	void (*on_writable)(struct peer_conn *c, void *ctx);
+	/*
+	 * Optional: lane (>= 1) of c came up, or went down while c stays up
+	 * (peer_conn_set_lanes). Bulk data queued on a lane that went down is lost.
+	 */
+	void (*on_lane)(struct peer_conn *c, unsigned lane, bool up, void *ctx);
 	/*
 	 * The conn is gone. reason: FERRY_ECANCELED (closed by this node:
 	 * peer_conn_close's own reason is passed instead, peer_net_free),
@@ -143,6 +154,8 @@ struct peer_net_config {
 	const char *listen_host;   /* address literal to listen on; NULL = do not listen */
 	uint16_t listen_port;	   /* 0 = any free port (tests) */
 	const char *site;	   /* this node's site for the hello; NULL = "" */
+	/* TCP_CONGESTION asked for on WAN sockets; NULL = "bbr", "" = leave the system's. */
+	const char *wan_congestion;
 	const char *software;	   /* for the hello; NULL = PACKAGE_STRING */
 	uint32_t hs_timeout_ms;	   /* connect + handshake deadline */
 	uint32_t ping_interval_ms; /* how often each conn is pinged */
@@ -262,6 +275,31 @@ size_t peer_conn_queued(const struct peer_conn *c);
 /* Whether more bulk data should be queued now: peer_conn_queued() is below c's low-water mark. */
 bool peer_conn_wants_data(const struct peer_conn *c);
 
+/*
+ * Lanes: a conn to a WAN peer may bring up to PEER_LANES_MAX - 1 more TCP
+ * connections to the same node, its lanes 1, 2, ..., so that several flows
+ * share a link one flow cannot fill (a loss-based congestion control such
+ * as cubic halves its window at each loss: on a long, lossy link one flow
+ * fills a fraction of it). The
+ * node that dialed c dials its lanes, at the address it reached c on, with
+ * the lane number in the HELLO; the other end attaches an inbound lane to
+ * its conn from the same node and dialer, or closes it. A lane carries what
+ * its sender queues on it (peer_conn_lane_send): the daemon sees only c, and
+ * messages that arrive on a lane come to on_message as c's. Lanes close with
+ * c; one that fails or drops is dialed again at c's next periodic check
+ * (ping_interval_ms). Reading stops and resumes on all lanes with c.
+ *
+ * peer_conn_set_lanes: keep lanes - 1 lanes beside c (at most
+ * PEER_LANES_MAX; 1 closes them). Only the dialing end acts on it.
+ */
+void peer_conn_set_lanes(struct peer_conn *c, unsigned lanes);
+/* Bit k is set while lane k can carry data (bit 0, c itself, while c is up). */
+unsigned peer_conn_lanes_up(const struct peer_conn *c);
+/* Queue m on lane k of c (0: c itself). Errors as peer_conn_send, FERRY_ENOENT: no such lane. */
+int peer_conn_lane_send(struct peer_conn *c, unsigned lane, const struct wire_msg *m);
+/* peer_conn_wants_data for lane k of c; false if the lane is not up. */
+bool peer_conn_lane_wants_data(const struct peer_conn *c, unsigned lane);
+
 /* Send a PING now (besides the periodic ones). */
 void peer_conn_ping(struct peer_conn *c);
 
@@ -300,6 +338,13 @@ void peer_conn_set_reading(struct peer_conn *c, bool on);
 /* Set the link class (the WAN socket options are applied at once). */
 void peer_conn_set_link(struct peer_conn *c, enum peer_link link);
 enum peer_link peer_conn_link(const struct peer_conn *c);
+/*
+ * The congestion control c's socket runs, e.g. "bbr" or "cubic" ("" if the
+ * kernel does not say). A WAN socket gets the config's wan_congestion unless
+ * the kernel refused it: not built or loaded, or (without CAP_NET_ADMIN) not
+ * in net.ipv4.tcp_allowed_congestion_control.
+ */
+const char *peer_conn_congestion(const struct peer_conn *c);
 
 /* The remote node id; borrowed, valid while c is. */
 const uint8_t *peer_conn_id(const struct peer_conn *c);
@@ -323,9 +368,10 @@ const char *peer_conn_target_host(const struct peer_conn *c);
 void peer_conn_set_data(struct peer_conn *c, void *data);
 void *peer_conn_data(const struct peer_conn *c);
 
+/* Byte, message and queue counts include c's lanes. */
 struct peer_conn_stats {
-	uint64_t bytes_in;	/* bytes received from the socket since up */
-	uint64_t bytes_out;	/* bytes written to the socket since up */
+	uint64_t bytes_in;	/* bytes received from the sockets since up */
+	uint64_t bytes_out;	/* bytes written to the sockets since up */
 	uint64_t msgs_in;	/* messages received (all types) */
 	uint64_t msgs_out;	/* messages sent */
 	uint64_t unknown_in;	/* messages of unknown type skipped */
@@ -335,7 +381,8 @@ struct peer_conn_stats {
 	double rtt_ms;		/* smoothed RTT (EWMA, 1/8 weight); < 0 before the first PONG */
 	double rtt_last_ms;	/* the latest sample; < 0 before the first PONG */
 	uint64_t rtt_samples;	/* PONGs that matched a PING */
-	size_t queued;		/* peer_conn_queued() */
+	size_t queued;		/* bytes queued, not yet written */
+	unsigned lanes;		/* connections carrying messages: c and its lanes up */
 };
 void peer_conn_stats(const struct peer_conn *c, struct peer_conn_stats *out);
 

@@ -54,6 +54,7 @@
 #define WIRE_SITE_MAX	     64	 /* bytes of a site name */
 #define WIRE_SOFTWARE_MAX    64	 /* bytes of the software version string */
 #define WIRE_ADDR_MAX	     255 /* bytes of a "host:port" address */
+#define WIRE_LANE_MAX	     7	 /* the highest lane number a HELLO may give */
 #define WIRE_NAME_MAX	     MANIFEST_NAME_MAX
 #define WIRE_DIGEST_MAX	     1024	/* entries in one DIGEST */
 #define WIRE_HAVE_CHUNKS_MAX (1u << 24) /* chunk positions in one version */
@@ -76,7 +77,7 @@
 #define WIRE__PEER_ENT	 (5 + WIRE__S(WIRE_ID_LEN) + WIRE__S(WIRE_ADDR_MAX) + WIRE__S(WIRE_SITE_MAX))
 
 #define WIRE_HELLO_LEN_MAX                                                                         \
-	(WIRE__HDR + 3 * WIRE__U + WIRE__S(WIRE_SITE_MAX) + WIRE__S(WIRE_SOFTWARE_MAX) + WIRE__U)
+	(WIRE__HDR + 4 * WIRE__U + WIRE__S(WIRE_SITE_MAX) + WIRE__S(WIRE_SOFTWARE_MAX) + 1)
 #define WIRE_DIGEST_LEN_MAX	  (WIRE__HDR + 1 + 5 + WIRE_DIGEST_MAX * WIRE__DIGEST_ENT)
 #define WIRE_MANIFEST_REQ_LEN_MAX (WIRE__HDR + WIRE__S(WIRE_NAME_MAX) + WIRE__U)
 #define WIRE_MANIFEST_LEN_MAX	  (WIRE__HDR + WIRE__S(MANIFEST_SIGNED_MAX))
@@ -147,6 +148,7 @@ struct wire_hello {
 	uint16_t listen_port;		      /* the sender's peer port; 0 = it does not listen */
 	char software[WIRE_SOFTWARE_MAX + 1]; /* e.g. "ferry 0.1.0", for operators */
 	uint64_t uptime_s;		      /* seconds since the sender started */
+	uint8_t lane; /* 0: a connection of its own; k: lane k of the dialer's connection */
 };
 
 struct wire_digest_entry {

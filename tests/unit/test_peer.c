@@ -67,6 +67,10 @@ struct tnode {
 	struct tnode *watch;
 	uint64_t watch_samples;
 	int64_t watch_at; /* got_bytes when the watched RTT sample appeared; -1 before */
+	/* Lanes: on_lane calls; CHUNK_DATA that came to another conn than the latest on_up's. */
+	int lane_ups, lane_downs;
+	unsigned last_lane_down;
+	bool data_elsewhere;
 };
 
 static void cb_on_up(struct peer_conn *c, const uint8_t id[NODEKEY_LEN],
@@ -112,6 +116,8 @@ static void cb_on_message(struct peer_conn *c, const struct wire_msg *m, void *c
 		const struct wire_chunk_data *d = &m->chunk_data;
 
 		n->n_chunk_data++;
+		if (c != n->conn)
+			n->data_elsewhere = true;
 		assert_non_null(n->dst);
 		assert_true(d->req < STREAM_BYTES / STREAM_CHUNK);
 		assert_int_equal(d->total, STREAM_CHUNK);
@@ -143,6 +149,20 @@ static void cb_on_writable(struct peer_conn *c, void *ctx)
 	pace(n, c);
 }
 
+static void cb_on_lane(struct peer_conn *c, unsigned lane, bool up, void *ctx)
+{
+	struct tnode *n = ctx;
+
+	assert_ptr_equal(c, n->conn);
+	assert_true(lane >= 1 && lane < PEER_LANES_MAX);
+	if (up) {
+		n->lane_ups++;
+	} else {
+		n->lane_downs++;
+		n->last_lane_down = lane;
+	}
+}
+
 static void cb_on_dial_error(struct peer_net *net, const char *host, uint16_t port, int reason,
 			     void *ctx)
 {
@@ -172,6 +192,7 @@ static struct peer_net_config node_config(struct tnode *n, bool listen)
 		    .on_message = cb_on_message,
 		    .on_down = cb_on_down,
 		    .on_writable = cb_on_writable,
+		    .on_lane = cb_on_lane,
 		    .on_dial_error = cb_on_dial_error,
 		},
 	};
@@ -403,29 +424,47 @@ static bool a_drained(void *arg)
 	return peer_conn_queued(((struct tnode *)arg)->conn) == 0;
 }
 
+/* STREAM_BYTES of a pattern (shift varies it). */
+static uint8_t *stream_src(unsigned shift)
+{
+	uint8_t *src = xmalloc(STREAM_BYTES);
+
+	for (size_t i = 0; i < STREAM_BYTES; i++)
+		src[i] = (uint8_t)((i * 2654435761u) >> shift);
+	return src;
+}
+
+/* Start a (listening) and b (not; its low-water mark b_lowat, 0 = default); b dials a; both up. */
+static void pair_connect(struct tnode *a, const char *an, struct tnode *b, const char *bn,
+			 size_t b_lowat)
+{
+	struct tnode *pair[2] = {a, b};
+	struct peer_net_config ca, cb;
+
+	node_init(a, an);
+	node_init(b, bn);
+	ca = node_config(a, true);
+	cb = node_config(b, false);
+	cb.lowat = b_lowat;
+	node_start(a, &ca);
+	node_start(b, &cb);
+	assert_int_equal(peer_net_dial(b->net, "127.0.0.1", peer_net_port(a->net), a->key.pk, 0),
+			 0);
+	run_until(both_up, pair);
+}
+
 static void test_connect_and_stream(void **state)
 {
 	struct tnode a, b, *pair[2] = {&a, &b};
-	struct peer_net_config ca, cb;
 	struct peer_conn_stats st;
-	uint8_t *src = xmalloc(STREAM_BYTES);
+	uint8_t *src = stream_src(13);
 	struct wire_msg m;
 	uint8_t bits[2] = {0xa5, 0x01};
 
 	(void)state;
-	for (size_t i = 0; i < STREAM_BYTES; i++)
-		src[i] = (uint8_t)((i * 2654435761u) >> 13);
-	node_init(&a, "site-a");
-	node_init(&b, "site-b");
-	ca = node_config(&a, true);
-	cb = node_config(&b, false);
-	cb.lowat = 256 * 1024;
-	node_start(&a, &ca);
-	node_start(&b, &cb);
+	pair_connect(&a, "site-a", &b, "site-b", 256 * 1024);
 	assert_true(peer_net_port(a.net) != 0);
 	assert_int_equal(peer_net_port(b.net), 0);
-	assert_int_equal(peer_net_dial(b.net, "127.0.0.1", peer_net_port(a.net), a.key.pk, 0), 0);
-	run_until(both_up, pair);
 
 	/* Each side knows the other's id and hello; B dialed, A accepted. */
 	assert_memory_equal(a.up_id, b.key.pk, NODEKEY_LEN);
@@ -1079,6 +1118,89 @@ static bool settled(void *arg)
 	       peer_conn_initiated(ab) != peer_conn_initiated(ba);
 }
 
+static bool lanes_3(void *arg)
+{
+	struct tnode **p = arg;
+
+	return p[0]->lane_ups == 2 && p[1]->lane_ups == 2;
+}
+
+static bool a_lane_down(void *arg)
+{
+	return ((struct tnode *)arg)->lane_downs > 0;
+}
+
+/*
+ * Lanes: B dials A with two lanes beside the connection; A sends a chunk
+ * per lane in turn and B gets every byte in order, each through its one
+ * conn. A lane B no longer wants goes at both ends, the conn stays, and
+ * lanes go silently with their conn.
+ */
+static void test_lanes(void **state)
+{
+	struct tnode a, b, *pair[2] = {&a, &b};
+	struct peer_conn_stats st;
+	uint8_t *src = stream_src(11);
+	struct wire_msg m = {.type = WIRE_CHUNK_DATA};
+
+	(void)state;
+	pair_connect(&a, "a", &b, "b", 0);
+	assert_int_equal(peer_conn_lanes_up(a.conn), 1);
+	/* The accepting end does not dial lanes. */
+	peer_conn_set_lanes(a.conn, 3);
+	run_for(100);
+	assert_int_equal(a.lane_ups + b.lane_ups, 0);
+
+	peer_conn_set_lanes(b.conn, 3);
+	run_until(lanes_3, pair);
+	assert_int_equal(peer_conn_lanes_up(a.conn), 7);
+	assert_int_equal(peer_conn_lanes_up(b.conn), 7);
+	peer_conn_stats(b.conn, &st);
+	assert_int_equal(st.lanes, 3);
+	assert_int_equal(a.ups, 1);
+	assert_int_equal(b.ups, 1);
+
+	b.dst = xcalloc(1, STREAM_BYTES);
+	for (uint32_t req = 0; req < STREAM_BYTES / STREAM_CHUNK; req++) {
+		m.chunk_data.req = req;
+		m.chunk_data.total = STREAM_CHUNK;
+		for (size_t off = 0; off < STREAM_CHUNK; off += WIRE_CHUNK_DATA_MAX) {
+			m.chunk_data.offset = (uint32_t)off;
+			m.chunk_data.data = src + (size_t)req * STREAM_CHUNK + off;
+			m.chunk_data.len = MIN((size_t)WIRE_CHUNK_DATA_MAX, STREAM_CHUNK - off);
+			assert_int_equal(peer_conn_lane_send(a.conn, req % 3, &m), 0);
+		}
+	}
+	assert_int_equal(peer_conn_lane_send(a.conn, 3, &m), FERRY_ENOENT);
+	assert_false(peer_conn_lane_wants_data(a.conn, 1));
+	run_until(stream_done, &b);
+	assert_memory_equal(b.dst, src, STREAM_BYTES);
+	assert_false(b.order_broken);
+	assert_false(b.data_elsewhere);
+	assert_true(peer_conn_lane_wants_data(a.conn, 1));
+
+	/* B keeps one lane: A hears that lane 2 went, the conn stays up. */
+	peer_conn_set_lanes(b.conn, 2);
+	run_until(a_lane_down, &a);
+	assert_int_equal(a.last_lane_down, 2);
+	assert_int_equal(b.lane_downs, 0);
+	assert_int_equal(peer_conn_lanes_up(a.conn), 3);
+	assert_int_equal(peer_conn_lanes_up(b.conn), 3);
+	assert_int_equal(a.downs + b.downs, 0);
+
+	/* The conn goes: its lanes go with it, with no on_lane. */
+	peer_conn_close(b.conn, FERRY_ECANCELED);
+	run_until(both_down, pair);
+	run_for(100);
+	assert_int_equal(a.lane_downs, 1);
+	assert_int_equal(b.lane_downs, 0);
+	free(b.dst);
+	free(src);
+	node_free(&b);
+	node_free(&a);
+	assert_loop_clean();
+}
+
 /* Two nodes dialing each other keep one connection: the one the lower id dialed. */
 static void test_duplicate(void **state)
 {
@@ -1335,6 +1457,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dead_peer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_and_malformed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_big_message_budget, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lanes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_duplicate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_revive, setup, teardown),

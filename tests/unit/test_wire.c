@@ -45,6 +45,7 @@ static void sample(enum wire_type type, struct wire_msg *m)
 		m->hello.listen_port = 7440;
 		strcpy(m->hello.software, "ferry 0.1.0");
 		m->hello.uptime_s = 86400ull * 400;
+		m->hello.lane = 3;
 		break;
 	case WIRE_DIGEST:
 		for (int i = 0; i < 3; i++) {
@@ -139,6 +140,7 @@ static void assert_same(const struct wire_msg *a, const struct wire_msg *b)
 		assert_int_equal(a->hello.listen_port, b->hello.listen_port);
 		assert_string_equal(a->hello.software, b->hello.software);
 		assert_true(a->hello.uptime_s == b->hello.uptime_s);
+		assert_int_equal(a->hello.lane, b->hello.lane);
 		break;
 	case WIRE_DIGEST:
 		assert_int_equal(a->digest.more, b->digest.more);
@@ -293,6 +295,21 @@ static int decode_w(struct mpk_w *w, struct wire_msg *d)
 	return rc;
 }
 
+/* A HELLO of protocol 1..1 with these fields, software "" and uptime 1, into a fresh w. */
+static void hello_w(struct mpk_w *w, const char *site, uint64_t port, uint64_t lane)
+{
+	mpk_w_init(w);
+	mpk_w_array(w, 8);
+	mpk_w_uint(w, WIRE_HELLO);
+	mpk_w_uint(w, 1);
+	mpk_w_uint(w, 1);
+	mpk_w_cstr(w, site);
+	mpk_w_uint(w, port);
+	mpk_w_cstr(w, "");
+	mpk_w_uint(w, 1);
+	mpk_w_uint(w, lane);
+}
+
 static void expect_proto(struct mpk_w *w, const char *needle)
 {
 	struct wire_msg d;
@@ -436,16 +453,11 @@ static void test_oversized(void **state)
 	mpk_w_uint(&w, 1);
 	expect_proto(&w, "not a model name");
 
-	mpk_w_init(&w);
-	mpk_w_array(&w, 7);
-	mpk_w_uint(&w, WIRE_HELLO);
-	mpk_w_uint(&w, 1);
-	mpk_w_uint(&w, 1);
-	mpk_w_cstr(&w, "a\nb");
-	mpk_w_uint(&w, 1);
-	mpk_w_cstr(&w, "");
-	mpk_w_uint(&w, 1);
+	hello_w(&w, "a\nb", 1, 0);
 	expect_proto(&w, "site");
+	/* A lane number past WIRE_LANE_MAX. */
+	hello_w(&w, "", 1, WIRE_LANE_MAX + 1);
+	expect_proto(&w, "lane 8, at most 7");
 
 	mpk_w_init(&w);
 	mpk_w_array(&w, 2);
@@ -458,15 +470,7 @@ static void test_oversized(void **state)
 	expect_proto(&w, "address is empty");
 
 	/* A listen port over 65535; an id of the wrong length. */
-	mpk_w_init(&w);
-	mpk_w_array(&w, 7);
-	mpk_w_uint(&w, WIRE_HELLO);
-	mpk_w_uint(&w, 1);
-	mpk_w_uint(&w, 1);
-	mpk_w_cstr(&w, "");
-	mpk_w_uint(&w, 65536);
-	mpk_w_cstr(&w, "");
-	mpk_w_uint(&w, 1);
+	hello_w(&w, "", 65536, 0);
 	expect_proto(&w, "listen port");
 
 	mpk_w_init(&w);
@@ -568,7 +572,7 @@ static void test_appended_fields(void **state)
 
 	(void)state;
 	mpk_w_init(&w);
-	mpk_w_array(&w, 9);
+	mpk_w_array(&w, 10);
 	mpk_w_uint(&w, WIRE_HELLO);
 	mpk_w_uint(&w, 1);
 	mpk_w_uint(&w, 2);
@@ -576,6 +580,7 @@ static void test_appended_fields(void **state)
 	mpk_w_uint(&w, 7440);
 	mpk_w_cstr(&w, "ferry 9");
 	mpk_w_uint(&w, 5);
+	mpk_w_uint(&w, 1);
 	mpk_w_map(&w, 1);
 	mpk_w_cstr(&w, "new");
 	mpk_w_array(&w, 2);
@@ -586,6 +591,7 @@ static void test_appended_fields(void **state)
 	assert_int_equal(wire_decode(buf, len, &d), 0);
 	assert_int_equal(d.hello.version_max, 2);
 	assert_string_equal(d.hello.software, "ferry 9");
+	assert_int_equal(d.hello.lane, 1);
 	free(buf);
 
 	mpk_w_init(&w);
@@ -675,6 +681,7 @@ static void test_len_max(void **state)
 	memset(m.hello.software, 'v', WIRE_SOFTWARE_MAX);
 	m.hello.version_min = m.hello.version_max = UINT32_MAX;
 	m.hello.uptime_s = UINT64_MAX;
+	m.hello.lane = WIRE_LANE_MAX;
 	assert_int_equal(wire_encode(&m, &buf, &len), 0);
 	assert_true(len <= SESSION_HELLO_MAX);
 	free(buf);
