@@ -90,8 +90,12 @@ struct peer {
 	double rate;   /* bytes/s EWMA; valid when samples > 0 */
 	double rtt_us; /* EWMA; 0 = no ping yet */
 	uint32_t samples;
-	uint64_t acc_bytes, acc_start; /* a rate sample being gathered */
+	uint64_t rx_bytes;  /* chunk data from it (progress; at an arrival, what progress missed) */
+	bool acc_on;	    /* a rate sample is being gathered: */
+	uint64_t acc_start; /* since then, */
+	uint64_t acc_mark;  /* from rx_bytes this large */
 	uint64_t inflight;	       /* bytes of active requests */
+	uint32_t streams;	       /* requests it serves at once (sched_peer_streams) */
 	uint32_t nactive;
 	uint64_t last_done; /* arrival of its previous chunk */
 	uint64_t received;
@@ -312,7 +316,8 @@ static bool peer_room(const struct sched *s, const struct peer *p, uint64_t len)
 {
 	if (p->nactive >= s->p.max_window_reqs)
 		return false;
-	return p->nactive < s->p.min_window_reqs || p->inflight + len <= peer_window(s, p);
+	return p->nactive < MAX(s->p.min_window_reqs, p->streams + 1) ||
+	       p->inflight + len <= peer_window(s, p);
 }
 
 static struct peer *peer_get(const struct sched *s, uint32_t h)
@@ -818,8 +823,11 @@ static void issue(struct sched *s, uint32_t h, struct peer *p, uint32_t slot, ui
 	r->peer = h;
 	r->issued = r->ref = now;
 	r->span = span >= UINT32_MAX ? UINT32_MAX : (uint32_t)span;
-	if (!p->nactive)
-		p->acc_bytes = 0; /* the pipe was idle: a sample must not span the gap */
+	if (!p->nactive) {
+		/* The pipe was idle: a sample must not span the gap. */
+		p->acc_on = false;
+		p->acc_mark = p->rx_bytes;
+	}
 	c->req[c->nreq++] = ri;
 	c->nactive++;
 	p->inflight += c->len;
@@ -828,12 +836,15 @@ static void issue(struct sched *s, uint32_t h, struct peer *p, uint32_t slot, ui
 }
 
 /*
- * A delivery-rate sample from a chunk that arrived: bytes over the time the
- * pipe was busy. Busy from the previous arrival if that came after the
- * request was sent, else from the request plus one RTT (the data could not
- * start sooner; at most 7/8 of the elapsed time, in case the RTT estimate is
- * stale). Arrivals closer together than SAMPLE_MIN_MS add up to one
- * sample, so chunks a peer sent interleaved do not look infinitely fast.
+ * A delivery-rate sample when a chunk arrived: the chunk data that came from
+ * the peer (sched_chunk_progress, whichever requests it was for) over the
+ * time the pipe was busy. Busy from the previous arrival if that came after
+ * the request was sent, else from the request plus one RTT (the data could
+ * not start sooner; at most 7/8 of the elapsed time, in case the RTT
+ * estimate is stale). Counting data rather than whole chunks keeps the
+ * sample right when the peer sends several chunks at once (its lanes: the
+ * second of two that end 40 ms apart did not take 40 ms). Arrivals closer
+ * together than SAMPLE_MIN_MS add up to one sample.
  */
 static void rate_sample(struct sched *s, struct peer *p, const struct req *r, uint32_t len,
 			uint64_t now)
@@ -841,9 +852,11 @@ static void rate_sample(struct sched *s, struct peer *p, const struct req *r, ui
 	uint64_t end = r->last_data && r->last_data <= now ? r->last_data : now;
 	double x;
 
+	p->rx_bytes += len - MIN(len, r->got);
 	if (end < r->issued)
 		return;
-	if (!p->acc_bytes) {
+	if (!p->acc_on) {
+		p->acc_on = true;
 		if (p->last_done > r->issued) {
 			p->acc_start = p->last_done;
 		} else {
@@ -852,15 +865,15 @@ static void rate_sample(struct sched *s, struct peer *p, const struct req *r, ui
 			p->acc_start = r->issued + MIN(rtt, el - el / 8);
 		}
 	}
-	p->acc_bytes += len;
 	if (end > p->last_done)
 		p->last_done = end;
 	if (end < p->acc_start + SAMPLE_MIN_MS)
 		return;
-	x = (double)p->acc_bytes * 1000 / (double)(end - p->acc_start);
+	x = (double)(p->rx_bytes - p->acc_mark) * 1000 / (double)(end - p->acc_start);
 	p->rate = p->samples ? p->rate + (x - p->rate) / 4 : x;
 	p->samples++;
-	p->acc_bytes = 0;
+	p->acc_on = false;
+	p->acc_mark = p->rx_bytes;
 }
 
 /* Site members. */
@@ -1684,6 +1697,17 @@ int sched_peer_rtt(struct sched *s, uint32_t peer, uint32_t rtt_us, uint64_t now
 	return 0;
 }
 
+int sched_peer_streams(struct sched *s, uint32_t peer, uint32_t streams)
+{
+	struct peer *p = peer_get(s, peer);
+
+	if (!p)
+		return FERRY_ENOENT;
+	p->streams = MAX(streams, 1u);
+	s->gen_avail++; /* it may have room now */
+	return 0;
+}
+
 int sched_peer_have(struct sched *s, uint32_t peer, uint32_t vid, const uint8_t *bitmap,
 		    size_t nbits, uint64_t now)
 {
@@ -1780,6 +1804,7 @@ int sched_chunk_progress(struct sched *s, uint32_t peer, const uint8_t id[static
 	r = &s->reqs[ri];
 	bytes = MIN(bytes, s->ch[slot].len - r->got);
 	r->got += bytes;
+	p->rx_bytes += bytes;
 	r->ref = r->last_data = p->last_data = now;
 	if (p->link == SCHED_WAN)
 		wan_data(s, now);
@@ -2164,6 +2189,7 @@ int sched_peer_info(const struct sched *s, uint32_t peer, struct sched_peer_info
 	    .requests = p->nactive,
 	    .received_bytes = p->received,
 	    .stalls = p->stalls,
+	    .streams = MAX(p->streams, 1u),
 	};
 	return 0;
 }

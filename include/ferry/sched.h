@@ -176,6 +176,14 @@ int sched_peer_remove(struct sched *s, uint32_t peer, uint64_t now);
 int sched_peer_rtt(struct sched *s, uint32_t peer, uint32_t rtt_us, uint64_t now);
 
 /*
+ * peer serves streams requests at once (the TCP connections it has to us:
+ * docs/protocol.md, lanes; 1 until told). It may always have streams + 1
+ * requests, at least min_window_reqs, so that no connection idles while the
+ * next request travels, however small the window in bytes.
+ */
+int sched_peer_streams(struct sched *s, uint32_t peer, uint32_t streams);
+
+/*
  * peer holds the chunks of vid whose bits are set in bitmap[0..nbits) (bit i
  * as in sched_want: bit i = bitmap[i / 8] >> (i % 8) & 1, over the version's
  * list). Bits are added to what was known (a full have and an incremental one
@@ -316,6 +324,7 @@ struct sched_peer_info {
 	uint32_t requests;	 /* active requests */
 	uint64_t received_bytes; /* chunk bytes it delivered */
 	uint32_t stalls;	 /* requests of it that stalled */
+	uint32_t streams;	 /* as sched_peer_streams set it; 1 until then */
 };
 int sched_peer_info(const struct sched *s, uint32_t peer, struct sched_peer_info *out);
 

@@ -196,12 +196,127 @@ static void test_lan_preferred(void **state)
  * gain x R x T and bytes in flight never exceed it (nor the initial window
  * before the first measurement).
  */
+/* A scheduler with params p wanting chunks[0..n) as version 1, and WAN peer 0 (tag) holding them
+ * all. */
+static struct sched *one_holder(const struct sched_params *p, const struct sched_chunk *chunks,
+				size_t n, uint32_t tag)
+{
+	uint8_t self[32], *bits = calloc(n / 8 + 1, 1);
+	struct sched *s;
+
+	mkid(self, 99, 0);
+	s = sched_new(p, self, 1);
+	assert_int_equal(sched_want(s, 1, chunks, n, NULL, 0), 0);
+	add_peer(s, 0, tag, SCHED_WAN, 0);
+	bits_range(bits, n / 8 + 1, 0, n);
+	assert_int_equal(sched_peer_have(s, 0, 1, bits, n, 0), 0);
+	free(bits);
+	return s;
+}
+
+/*
+ * A WAN peer sends two chunks at once (its lanes), each at half its rate,
+ * reporting data as it comes: the measured rate stays the peer's rate,
+ * though the two chunks of a pair end a few ms apart.
+ */
+static void test_rate_lanes(void **state)
+{
+	const uint32_t rate = 500 * 1000, len = 256 * KIB, frame = 16 * KIB; /* bytes/s */
+	const size_t n = 400;
+	struct sched_params p;
+	struct sched_chunk *chunks = mkchunks(7, n, len);
+	struct sched *s;
+	struct sched_chunk out[64];
+	struct sched_peer_info pi;
+	int queue[400], lane[2] = {-1, -1};
+	uint32_t sent[2] = {0, 0}, reported[2] = {0, 0};
+	size_t qh = 0, qt = 0, done = 0;
+	double max_rate = 0;
+
+	(void)state;
+	sched_params_default(&p);
+	s = one_holder(&p, chunks, n, 8);
+	assert_int_equal(sched_peer_rtt(s, 0, 200000, 0), 0);
+	/* 1 ms steps; each lane moves rate / 2 bytes a second, lane 1 a frame behind lane 0. */
+	for (uint64_t ms = 0; done < n && ms < 3600 * 1000; ms++) {
+		int k = sched_next(s, 0, ms, out, 64);
+
+		assert_true(k >= 0);
+		for (int i = 0; i < k; i++)
+			queue[qt++] = chunk_index(chunks, n, out[i].id);
+		for (int l = 0; l < 2; l++) {
+			uint32_t upto;
+
+			if (lane[l] < 0 && qh < qt && (l == 0 || ms >= frame * 2000ull / rate)) {
+				lane[l] = queue[qh++];
+				sent[l] = reported[l] = 0;
+			}
+			if (lane[l] < 0)
+				continue;
+			sent[l] = MIN(len, sent[l] + rate / 2000);
+			/* Data is reported a whole frame at a time, as it arrives. */
+			upto = sent[l] == len ? len : sent[l] / frame * frame;
+			if (upto > reported[l]) {
+				assert_int_equal(sched_chunk_progress(s, 0, chunks[lane[l]].id,
+								      upto - reported[l], ms),
+						 0);
+				reported[l] = upto;
+			}
+			if (sent[l] == len) {
+				assert_int_equal(
+				    sched_chunk_done(s, 0, chunks[lane[l]].id, ms, NULL), 0);
+				lane[l] = -1;
+				done++;
+				assert_int_equal(sched_peer_info(s, 0, &pi), 0);
+				if (done > 20)
+					max_rate = MAX(max_rate, (double)pi.rate_bps / 8);
+			}
+		}
+	}
+	assert_int_equal(done, n);
+	assert_int_equal(sched_peer_info(s, 0, &pi), 0);
+	assert_true(pi.rate_bps >= 0.9 * rate * 8 && pi.rate_bps <= 1.1 * rate * 8);
+	assert_true(max_rate <= 1.25 * rate);
+	sched_free(s);
+	free(chunks);
+}
+
+/*
+ * A peer serving over four connections may have five requests however small
+ * its window in bytes; one connection keeps the minimum of two.
+ */
+static void test_streams(void **state)
+{
+	const size_t n = 64;
+	struct sched_params p;
+	struct sched_chunk *chunks = mkchunks(9, n, 256 * KIB);
+	struct sched *s;
+	struct sched_chunk out[64];
+	struct sched_peer_info pi;
+
+	(void)state;
+	sched_params_default(&p);
+	p.init_window_bytes = 1;
+	s = one_holder(&p, chunks, n, 10);
+	assert_int_equal(sched_next(s, 0, 0, out, 64), 2);
+	assert_int_equal(sched_next(s, 0, 0, out, 64), 0);
+	assert_int_equal(sched_peer_info(s, 0, &pi), 0);
+	assert_int_equal(pi.streams, 1);
+	assert_int_equal(sched_peer_streams(s, 0, 4), 0);
+	assert_int_equal(sched_next(s, 0, 1, out, 64), 3);
+	assert_int_equal(sched_peer_info(s, 0, &pi), 0);
+	assert_int_equal(pi.streams, 4);
+	assert_int_equal(pi.requests, 5);
+	assert_int_equal(sched_peer_streams(s, 7, 4), FERRY_ENOENT);
+	sched_free(s);
+	free(chunks);
+}
+
 static void test_window_bdp(void **state)
 {
 	const double rate = 1250000, rtt_us = 200000; /* 10 Mbit/s, 200 ms */
 	const size_t n = 3000;
 	struct sched_params p;
-	uint8_t self[32], *bits = calloc(n / 8 + 1, 1);
 	struct sched_chunk *chunks = mkchunks(5, n, 64 * KIB);
 	struct sched *s;
 	struct sched_chunk out[64];
@@ -214,13 +329,8 @@ static void test_window_bdp(void **state)
 
 	sched_params_default(&p);
 	p.init_window_bytes = 128 * KIB;
-	mkid(self, 99, 0);
-	s = sched_new(&p, self, 1);
-	assert_int_equal(sched_want(s, 1, chunks, n, NULL, 0), 0);
-	add_peer(s, 0, 6, SCHED_WAN, 0);
+	s = one_holder(&p, chunks, n, 6);
 	assert_int_equal(sched_peer_rtt(s, 0, (uint32_t)rtt_us, 0), 0);
-	bits_range(bits, n / 8 + 1, 0, n);
-	assert_int_equal(sched_peer_have(s, 0, 1, bits, n, 0), 0);
 
 	for (;;) {
 		int k = sched_next(s, 0, t / 1000, out, 64);
@@ -281,7 +391,6 @@ static void test_window_bdp(void **state)
 	}
 	sched_free(s);
 	free(chunks);
-	free(bits);
 	free(arrive);
 	free(queue);
 }
@@ -1747,6 +1856,8 @@ int main(void)
 	    cmocka_unit_test(test_rarest_first),
 	    cmocka_unit_test(test_lan_preferred),
 	    cmocka_unit_test(test_window_bdp),
+	    cmocka_unit_test(test_rate_lanes),
+	    cmocka_unit_test(test_streams),
 	    cmocka_unit_test(test_poll_budget),
 	    cmocka_unit_test(test_stall_reissue),
 	    cmocka_unit_test(test_endgame),
