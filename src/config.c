@@ -172,6 +172,18 @@ static int group_parse(const struct key *k, const char *v, union value *dst)
 	return string_parse(k, v, dst);
 }
 
+static int congestion_parse(const struct key *k, const char *v, union value *dst)
+{
+	if (*v != '\0' && !is_word(v, 15, "_-", true))
+		return bad("'%s' is not a TCP congestion control name (such as bbr or cubic: a-z, "
+			   "0-9, '_', '-', at most 15 characters)",
+			   v);
+	return string_parse(k, v, dst);
+}
+
+static const struct ctype t_congestion = {sizeof(char *), congestion_parse, str_print,
+					  str_equal,	  str_copy,	    str_free};
+
 static const struct ctype t_group = {sizeof(char *), group_parse, str_print,
 				     str_equal,	     str_copy,	  str_free};
 
@@ -672,6 +684,8 @@ static const struct key keys[] = {
     LIST("peers", "peer", peers, t_peer, "address", "", "a peer to dial, HOST[:PORT]"),
     ONE("peers", lan_discovery, t_bool, "boolean", "on", false, false,
 	"find peers on the LAN with multicast beacons"),
+    ONE("peers", wan_congestion, t_congestion, "name", "bbr", true, true,
+	"TCP congestion control for peers of other sites; empty for the system's default"),
     LIST("trust", "publisher", publishers, t_publisher, "key", "",
 	 "base64 Ed25519 public key of a trusted publisher"),
     LIST("models", "want", want, t_glob, "glob", "*", "glob of model names this node holds"),

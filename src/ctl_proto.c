@@ -519,6 +519,8 @@ static const struct field peer_fields[] = {
     {"bytes_served", F_U64, PR(bytes_served)},
     {"window_bytes", F_U64, PR(window_bytes)},
     {"window_rtt_us", F_U64, PR(window_rtt_us)},
+    {"lanes", F_U64, PR(lanes)},
+    {"congestion", F_STR, PR(congestion)},
     {NULL, 0, 0},
 };
 

@@ -872,6 +872,10 @@ static int on_peer(void *arg, struct ctl_client *cl, const struct ctl_msg *m)
 		ctl_out_uint(c->out, "window_bytes", "window", p.window_bytes);
 		ctl_out_uint(c->out, "window_rtt_us", "window rtt", p.window_rtt_us);
 	}
+	if (c->json && p.lanes > 0)
+		ctl_out_uint(c->out, "lanes", "lanes", p.lanes);
+	if (c->json && p.congestion != NULL)
+		ctl_out_str(c->out, "congestion", "congestion", p.congestion);
 	ctl_out_row_end(c->out);
 	c->rows++;
 	free(mem);

@@ -312,6 +312,7 @@ static int net_start(struct node *n)
 	    .listen_host = n->cfg->listen.host,
 	    .listen_port = n->cfg->listen.port,
 	    .site = n->cfg->site,
+	    .wan_congestion = n->cfg->wan_congestion,
 	    .cb =
 		{
 		    .ctx = n,
@@ -319,6 +320,7 @@ static int net_start(struct node *n)
 		    .on_up = node__on_up,
 		    .on_message = node__on_message,
 		    .on_writable = node__on_writable,
+		    .on_lane = node__on_lane,
 		    .on_down = node__on_down,
 		    .on_dial_error = node__on_dial_error,
 		},
@@ -661,6 +663,9 @@ void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row
 			row.rate_in_bps = p->rate_in.bps;
 			row.rate_out_bps = p->rate_out.bps;
 			row.last_seen = cs.last_seen_unix;
+			row.lanes = cs.lanes;
+			if (peer_conn_congestion(p->c)[0] != '\0')
+				row.congestion = peer_conn_congestion(p->c);
 			if (p->in_sched && sched_peer_info(n->sched, p->h, &si) == 0) {
 				row.window_bytes = si.window_bytes;
 				row.window_rtt_us = si.rtt_us;

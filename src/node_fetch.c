@@ -1657,16 +1657,18 @@ static void on_send_timer(uv_timer_t *t)
 	node__serve_pump(p);
 }
 
-static void serve_pop(struct npeer *p)
+static void serve_remove(struct npeer *p, struct nserve *s)
 {
-	struct nserve *s = p->serve;
-
-	p->serve = s->next;
-	if (p->serve == NULL)
-		p->serve_tail = &p->serve;
-	p->nserve--;
-	p->send_booked = false;
-	serve_free(s);
+	for (struct nserve **ps = &p->serve; *ps != NULL; ps = &(*ps)->next) {
+		if (*ps != s)
+			continue;
+		*ps = s->next;
+		if (*ps == NULL)
+			p->serve_tail = ps;
+		p->nserve--;
+		serve_free(s);
+		return;
+	}
 }
 
 static void send_none(struct npeer *p, uint32_t req)
@@ -1702,51 +1704,109 @@ static bool serve_load(struct node *n, struct nserve *s)
 	return ok;
 }
 
+/* The request lane k serves: the one it has begun, else the oldest no lane has begun. */
+static struct nserve *serve_next(struct npeer *p, unsigned lane)
+{
+	struct nserve *fresh = NULL;
+
+	for (struct nserve *s = p->serve; s != NULL; s = s->next) {
+		if (s->lane == (int)lane)
+			return s;
+		if (s->lane < 0 && fresh == NULL)
+			fresh = s;
+	}
+	return fresh;
+}
+
+/*
+ * Send s's next frame on lane k: 1 when sent (or s was answered CHUNK_NONE),
+ * 0 when the rate limit or the conn makes the pump wait.
+ */
+static int serve_frame(struct node *n, struct npeer *p, struct nserve *s, unsigned lane)
+{
+	struct wire_msg m = {.type = WIRE_CHUNK_DATA};
+	struct gossip_peer *g;
+	size_t frame;
+
+	if (s->enc == NULL && !serve_load(n, s)) {
+		send_none(p, s->req);
+		serve_remove(p, s);
+		return 1;
+	}
+	frame = MIN(s->len - s->pos, (size_t)WIRE_CHUNK_DATA_MAX);
+	if (!p->send_booked) {
+		uint64_t wait = ratelimit_take(n->rl, RL_UP, rl_class(p), frame + 32, node__now(n));
+
+		p->send_booked = true;
+		if (wait > 0) {
+			p->send_waiting = true;
+			uv_timer_start(&p->send_timer, on_send_timer, wait, 0);
+			return 0;
+		}
+	}
+	m.chunk_data.req = s->req;
+	m.chunk_data.offset = (uint32_t)s->pos;
+	m.chunk_data.total = (uint32_t)s->len;
+	m.chunk_data.data = s->enc + s->pos;
+	m.chunk_data.len = frame;
+	if (peer_conn_lane_send(p->c, lane, &m) < 0)
+		return 0;
+	p->send_booked = false;
+	s->lane = (int)lane;
+	s->pos += frame;
+	p->bytes_served += frame;
+	n->bytes_served += frame;
+	n->tx_link[p->lan ? 0 : 1] += frame;
+	g = gossip_book_get(n->book, p->id);
+	if (g != NULL)
+		g->bytes_served += frame;
+	if (s->pos == s->len)
+		serve_remove(p, s);
+	return 1;
+}
+
+/*
+ * Serve queued requests, a frame at a time on each lane that wants data. A
+ * request stays on the lane that sent its first frame, so its frames arrive
+ * in order; each lane of a WAN peer carries its own request at once.
+ */
 void node__serve_pump(struct npeer *p)
 {
 	struct node *n = p->n;
+	bool sent = true;
 
-	while (p->c != NULL && p->serve != NULL && !p->send_waiting && peer_conn_wants_data(p->c)) {
-		struct nserve *s = p->serve;
-		struct wire_msg m = {.type = WIRE_CHUNK_DATA};
-		struct gossip_peer *g;
-		size_t frame;
+	while (sent && p->c != NULL && p->serve != NULL && !p->send_waiting) {
+		unsigned up = peer_conn_lanes_up(p->c);
 
-		if (s->enc == NULL && !serve_load(n, s)) {
-			send_none(p, s->req);
-			serve_pop(p);
-			continue;
-		}
-		frame = MIN(s->len - s->pos, (size_t)WIRE_CHUNK_DATA_MAX);
-		if (!p->send_booked) {
-			uint64_t wait =
-			    ratelimit_take(n->rl, RL_UP, rl_class(p), frame + 32, node__now(n));
+		sent = false;
+		for (unsigned k = 0; k < PEER_LANES_MAX && p->c != NULL && p->serve != NULL; k++) {
+			struct nserve *s;
 
-			p->send_booked = true;
-			if (wait > 0) {
-				p->send_waiting = true;
-				uv_timer_start(&p->send_timer, on_send_timer, wait, 0);
+			if (!(up & 1u << k) || !peer_conn_lane_wants_data(p->c, k) ||
+			    (s = serve_next(p, k)) == NULL)
+				continue;
+			if (serve_frame(n, p, s, k) == 0)
 				return;
-			}
+			sent = true;
 		}
-		m.chunk_data.req = s->req;
-		m.chunk_data.offset = (uint32_t)s->pos;
-		m.chunk_data.total = (uint32_t)s->len;
-		m.chunk_data.data = s->enc + s->pos;
-		m.chunk_data.len = frame;
-		if (peer_conn_send(p->c, &m) < 0)
-			return;
-		p->send_booked = false;
-		s->pos += frame;
-		p->bytes_served += frame;
-		n->bytes_served += frame;
-		n->tx_link[p->lan ? 0 : 1] += frame;
-		g = gossip_book_get(n->book, p->id);
-		if (g != NULL)
-			g->bytes_served += frame;
-		if (s->pos == s->len)
-			serve_pop(p);
 	}
+}
+
+/*
+ * Lane k of p came up (more room to serve) or went down: what it had begun
+ * sending is lost with it, and the requester asks again once its request
+ * stalls (its frames must arrive in order, so another lane cannot finish it).
+ */
+void node__serve_lane(struct npeer *p, unsigned lane, bool up)
+{
+	if (!up) {
+		for (struct nserve *s = p->serve, *next; s != NULL; s = next) {
+			next = s->next;
+			if (s->lane == (int)lane)
+				serve_remove(p, s);
+		}
+	}
+	node__serve_pump(p);
 }
 
 void node__on_chunk_req(struct node *n, struct npeer *p, const struct wire_msg *m)
@@ -1759,6 +1819,7 @@ void node__on_chunk_req(struct node *n, struct npeer *p, const struct wire_msg *
 		return;
 	}
 	s = xcalloc(1, sizeof(*s));
+	s->lane = -1;
 	s->req = q->req;
 	memcpy(s->id, q->id, 32);
 	s->offset = q->offset;
@@ -1770,21 +1831,12 @@ void node__on_chunk_req(struct node *n, struct npeer *p, const struct wire_msg *
 
 void node__on_cancel(struct node *n, struct npeer *p, const struct wire_msg *m)
 {
-	for (struct nserve **ps = &p->serve; *ps != NULL; ps = &(*ps)->next) {
-		struct nserve *s = *ps;
-
-		if (s->req != m->cancel.req)
-			continue;
-		if (s == p->serve) {
-			serve_pop(p);
-		} else {
-			*ps = s->next;
-			if (*ps == NULL)
-				p->serve_tail = ps;
-			p->nserve--;
-			serve_free(s);
+	(void)n;
+	for (struct nserve *s = p->serve; s != NULL; s = s->next) {
+		if (s->req == m->cancel.req) {
+			serve_remove(p, s);
+			break;
 		}
-		break;
 	}
 	node__serve_pump(p);
 }
@@ -1975,7 +2027,8 @@ static void revive_quiet(struct node *n, uint64_t now)
 /*
  * Give sched each new RTT sample of a peer's connection (a PING's round
  * trip over the loaded connection: what a request waits for its first
- * byte), and the smoothed RTT to a peer sched has just taken in.
+ * byte), and the smoothed RTT to a peer sched has just taken in; and how
+ * many connections (lanes) serve it at once.
  */
 static void rtt_feed(struct node *n, uint64_t now)
 {
@@ -1987,6 +2040,8 @@ static void rtt_feed(struct node *n, uint64_t now)
 		if (p->c == NULL || !p->in_sched || sched_peer_info(n->sched, p->h, &si) < 0)
 			continue;
 		peer_conn_stats(p->c, &st);
+		if (si.streams != st.lanes)
+			sched_peer_streams(n->sched, p->h, st.lanes);
 		if (!st.rtt_samples || (si.rtt_us && st.rtt_samples == p->rtt_fed))
 			continue;
 		ms = si.rtt_us ? st.rtt_last_ms : st.rtt_ms;

@@ -457,6 +457,16 @@ void node__on_writable(struct peer_conn *c, void *ctx)
 		node__serve_pump(p);
 }
 
+_Static_assert(NODE_WAN_LANES <= PEER_LANES_MAX, "the transport keeps NODE_WAN_LANES lanes");
+
+void node__on_lane(struct peer_conn *c, unsigned lane, bool up, void *ctx)
+{
+	struct npeer *p = peer_conn_data(c);
+
+	if (p != NULL)
+		node__serve_lane(p, lane, up);
+}
+
 /* ---- connections ---- */
 
 bool node__allow(struct peer_net *net, const uint8_t id[32], const struct wire_hello *hello,
@@ -535,6 +545,8 @@ void node__on_up(struct peer_conn *c, const uint8_t id[32], const struct wire_he
 	p->serve_tail = &p->serve;
 	peer_conn_set_data(c, p);
 	peer_conn_set_link(c, p->lan ? PEER_LINK_LAN : PEER_LINK_WAN);
+	if (!p->lan && strcmp(peer_conn_congestion(c), "bbr") != 0)
+		peer_conn_set_lanes(c, NODE_WAN_LANES);
 	dialable_addr(p, hello);
 	uv_timer_init(n->loop, &p->read_timer);
 	uv_timer_init(n->loop, &p->send_timer);

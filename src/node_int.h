@@ -41,6 +41,15 @@ struct wire_msg;
 struct wire_hello;
 struct nver;
 
+/*
+ * TCP connections per WAN peer whose socket did not get BBR
+ * (peer_conn_set_lanes): a loss-based congestion control (cubic, reno)
+ * halves its window at each loss, so one flow fills only part of a long,
+ * lossy link (about 1 Mbit/s at 1% loss and 200 ms); several flows each take
+ * a share of the losses and fill it. A BBR flow paces to the bandwidth it
+ * measures and fills the link alone: it gets one connection.
+ */
+#define NODE_WAN_LANES 8
 /* Connections the node keeps dialing learned peers up to. */
 #define NODE_TARGET_CONNS 8
 /* Requests of the same peer queued for serving; more are answered CHUNK_NONE. */
@@ -104,6 +113,7 @@ struct nserve {
 	uint32_t offset;
 	uint8_t *enc; /* a copy of the chunk once serving began */
 	size_t len, pos;
+	int lane; /* the lane its frames go on (peer_conn_lane_send), -1 until the first */
 };
 
 /* What a peer said it holds of one version. */
@@ -141,7 +151,7 @@ struct npeer {
 
 	struct nserve *serve, **serve_tail;
 	unsigned nserve;
-	bool send_booked;  /* the head's next frame is booked with the rate limiter */
+	bool send_booked;  /* the next frame is booked with the rate limiter */
 	bool send_waiting; /* send_timer runs */
 	bool read_paused;   /* the download rate limit holds reading */
 	bool verify_paused; /* the chunk-check backlog holds reading */
@@ -308,6 +318,7 @@ void node__on_up(struct peer_conn *c, const uint8_t id[32], const struct wire_he
 void node__on_down(struct peer_conn *c, int reason, void *ctx);
 void node__on_message(struct peer_conn *c, const struct wire_msg *m, void *ctx);
 void node__on_writable(struct peer_conn *c, void *ctx);
+void node__on_lane(struct peer_conn *c, unsigned lane, bool up, void *ctx);
 bool node__allow(struct peer_net *net, const uint8_t id[32], const struct wire_hello *hello,
 		 void *ctx);
 void node__on_dial_error(struct peer_net *net, const char *host, uint16_t port, int reason,
@@ -357,6 +368,7 @@ void node__on_chunk_data(struct node *n, struct npeer *p, const struct wire_msg 
 void node__on_chunk_none(struct node *n, struct npeer *p, const struct wire_msg *m);
 void node__on_cancel(struct node *n, struct npeer *p, const struct wire_msg *m);
 void node__serve_pump(struct npeer *p);
+void node__serve_lane(struct npeer *p, unsigned lane, bool up);
 /* Read from p's connection unless the rate limiter or the check backlog holds it. */
 void node__reading_update(struct npeer *p);
 void node__fetch_tick(struct node *n);

@@ -81,6 +81,7 @@ struct config {
 	struct config_addr *peers;
 	size_t n_peers;
 	bool lan_discovery;
+	char *wan_congestion; /* TCP congestion control for WAN peers; "": the system's */
 
 	/* [trust] */
 	struct config_publisher *publishers;

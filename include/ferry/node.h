@@ -109,6 +109,8 @@ struct node_peer_row {
 	/* The scheduler's view of a connected peer it may ask for chunks: */
 	uint64_t window_bytes;	/* the request window, 0 if it is not asked */
 	uint64_t window_rtt_us; /* the RTT that window and its stall timers use, 0 if none */
+	uint64_t lanes;		/* TCP connections up to it (peer_conn_set_lanes), 0 if none */
+	const char *congestion; /* their TCP congestion control; NULL for a LAN peer or none */
 };
 void node_peers(struct node *n, void (*cb)(void *arg, const struct node_peer_row *row), void *arg);
 

@@ -118,6 +118,7 @@ site = $site
 [peers]
 $peer
 lan_discovery = on
+${LAB_CC:+wan_congestion = $LAB_CC}
 [trust]
 publisher = $ferry__pub
 [models]

@@ -42,6 +42,12 @@ LAB_LOSS=${LAB_LOSS:-1}
 # sourcing this file.
 LAB_QUEUE=${LAB_QUEUE:-100}
 LAB_LAN_RATE=${LAB_LAN_RATE:-0}
+# A TCP congestion control for ferryd's wan_congestion (tests/lab/ferry.sh):
+# LAB_CC=cubic is a machine whose kernel does not give ferryd BBR. Empty:
+# ferryd's default. (A namespace's default cannot be set to a control
+# outside net.ipv4.tcp_allowed_congestion_control, so other tools keep the
+# host's.)
+LAB_CC=${LAB_CC:-}
 LAB_OUTAGE=${LAB_OUTAGE:-}
 LAB_OUTAGE_COUNT=${LAB_OUTAGE_COUNT:-0}
 LAB_OUTAGE_SITES=${LAB_OUTAGE_SITES:-}

@@ -21,9 +21,12 @@ make_model "$T/m2" 4 2
 make_model "$T/m3" 2 3
 
 # b wants nothing on its own, so fetches happen only when asked; its download
-# rate makes a 4 MiB fetch last a few seconds, long enough for progress.
+# rate makes a 4 MiB fetch last a few seconds, long enough for progress. b's
+# connection to a (of another site: neither has one) runs cubic, so b adds
+# seven lanes to it and every transfer below crosses eight connections.
 node_make a "models.want=*"
-node_make b "models.want=" "peers.peer=$(addr_of a)" "limits.download_rate=8mbit"
+node_make b "models.want=" "peers.peer=$(addr_of a)" "limits.download_rate=8mbit" \
+	"peers.wan_congestion=cubic"
 publish a llm 1 "$T/m1"
 publish a llm 2 "$T/m2"
 node_start a
@@ -59,6 +62,8 @@ json_check "$T/peers.json" 'd["peers"][0]["address"] == "'"$(addr_of a)"'"'
 # The connection's first ping reaches the scheduler within a second or two.
 wait_peers 10 'peers[0].get("window_rtt_us", 0) > 0 and peers[0]["window_bytes"] > 0' \
 	"b's scheduler never took a's RTT"
+wait_peers 10 'peers[0].get("lanes") == 8 and peers[0].get("congestion") == "cubic"' \
+	"b's seven lanes to a never came up"
 ctl $B peers >"$T/out"
 head -n 1 "$T/out" | grep -q "^ID *ADDRESS *SITE *STATE" || fail "peers has no table header: $(cat "$T/out")"
 grep -q "$(addr_of a) .*connected" "$T/out" || fail "peers text lacks a: $(cat "$T/out")"

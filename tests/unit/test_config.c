@@ -83,6 +83,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c->metrics_textfile, "");
 	assert_int_equal(c->n_peers, 0);
 	assert_true(c->lan_discovery);
+	assert_string_equal(c->wan_congestion, "bbr");
 	assert_int_equal(c->n_publishers, 0);
 	assert_int_equal(c->n_want, 1);
 	assert_string_equal(c->want[0], "*");
@@ -125,6 +126,7 @@ static const char every_key[] = "[node]\n"
 				"peer = 10.1.2.3:9000\n"
 				"peer = [2001:db8::1]:7000\n"
 				"lan_discovery = off\n"
+				"wan_congestion = cubic\n"
 				"[trust]\n"
 				"publisher = " PK1 "\n"
 				"publisher = " PK2 "\n"
@@ -174,6 +176,7 @@ static void test_every_key(void **state)
 	assert_string_equal(c->peers[2].host, "2001:db8::1");
 	assert_int_equal(c->peers[2].port, 7000);
 	assert_false(c->lan_discovery);
+	assert_string_equal(c->wan_congestion, "cubic");
 	assert_int_equal(c->n_publishers, 2);
 	for (int i = 0; i < 32; i++)
 		pk1[i] = (uint8_t)i;
@@ -308,6 +311,9 @@ static void test_error_messages(void **state)
 	     "t.conf:2: peer: 'http' in 'hq:http' is not a port number (1-65535)\n"},
 	    {"[peers]\nlan_discovery = maybe\n",
 	     "t.conf:2: lan_discovery: 'maybe' is not on or off\n"},
+	    {"[peers]\nwan_congestion = BBR v2\n",
+	     "t.conf:2: wan_congestion: 'BBR v2' is not a TCP congestion control name (such as "
+	     "bbr or cubic: a-z, 0-9, '_', '-', at most 15 characters)\n"},
 	    {"[trust]\npublisher = abc\n",
 	     "t.conf:2: publisher: 'abc' is not a base64 Ed25519 public key (44 characters, the "
 	     "last line ferryctl keygen prints)\n"},
