@@ -1704,15 +1704,18 @@ static bool serve_load(struct node *n, struct nserve *s)
 	return ok;
 }
 
-/* The request lane k serves: the one it has begun, else the oldest no lane has begun. */
-static struct nserve *serve_next(struct npeer *p, unsigned lane)
+/*
+ * The request lane k serves: the one it has begun, else (if it may begin
+ * one) the oldest no lane has begun.
+ */
+static struct nserve *serve_next(struct npeer *p, unsigned lane, bool begin)
 {
 	struct nserve *fresh = NULL;
 
 	for (struct nserve *s = p->serve; s != NULL; s = s->next) {
 		if (s->lane == (int)lane)
 			return s;
-		if (s->lane < 0 && fresh == NULL)
+		if (s->lane < 0 && fresh == NULL && begin)
 			fresh = s;
 	}
 	return fresh;
@@ -1768,7 +1771,10 @@ static int serve_frame(struct node *n, struct npeer *p, struct nserve *s, unsign
 /*
  * Serve queued requests, a frame at a time on each lane that wants data. A
  * request stays on the lane that sent its first frame, so its frames arrive
- * in order; each lane of a WAN peer carries its own request at once.
+ * in order; each lane of a WAN peer carries its own request at once. While
+ * lanes are up the connection itself begins no request: its share of the
+ * link is one flow's, and the pings, HAVE_ADDs and CLAIMs on it would wait
+ * behind what is queued there (pings took 3-6 s with 8 flows a peer).
  */
 void node__serve_pump(struct npeer *p)
 {
@@ -1783,7 +1789,7 @@ void node__serve_pump(struct npeer *p)
 			struct nserve *s;
 
 			if (!(up & 1u << k) || !peer_conn_lane_wants_data(p->c, k) ||
-			    (s = serve_next(p, k)) == NULL)
+			    (s = serve_next(p, k, k > 0 || up == 1)) == NULL)
 				continue;
 			if (serve_frame(n, p, s, k) == 0)
 				return;
@@ -2035,13 +2041,16 @@ static void rtt_feed(struct node *n, uint64_t now)
 	for (struct npeer *p = n->peers; p != NULL; p = p->next) {
 		struct peer_conn_stats st;
 		struct sched_peer_info si;
+		unsigned streams;
 		double ms;
 
 		if (p->c == NULL || !p->in_sched || sched_peer_info(n->sched, p->h, &si) < 0)
 			continue;
 		peer_conn_stats(p->c, &st);
-		if (si.streams != st.lanes)
-			sched_peer_streams(n->sched, p->h, st.lanes);
+		/* With lanes up, the lanes serve and the connection does not. */
+		streams = st.lanes > 1 ? st.lanes - 1 : 1;
+		if (si.streams != streams)
+			sched_peer_streams(n->sched, p->h, streams);
 		if (!st.rtt_samples || (si.rtt_us && st.rtt_samples == p->rtt_fed))
 			continue;
 		ms = si.rtt_us ? st.rtt_last_ms : st.rtt_ms;
