@@ -1837,7 +1837,6 @@ void node__on_chunk_req(struct node *n, struct npeer *p, const struct wire_msg *
 
 void node__on_cancel(struct node *n, struct npeer *p, const struct wire_msg *m)
 {
-	(void)n;
 	for (struct nserve *s = p->serve; s != NULL; s = s->next) {
 		if (s->req == m->cancel.req) {
 			serve_remove(p, s);
