@@ -28,6 +28,8 @@ unitdir=$(pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || true
 sysusersdir=/usr/lib/sysusers.d
 tmpfilesdir=/usr/lib/tmpfiles.d
 udevrulesdir=/usr/lib/udev/rules.d
+modulesloaddir=/usr/lib/modules-load.d
+sysctldir=/usr/lib/sysctl.d
 
 mkdir "$tmp/build"
 (
@@ -47,7 +49,7 @@ for f in /usr/sbin/ferryd /usr/bin/ferryctl; do
 done
 for f in "$unitdir/ferryd.service" "$sysusersdir/ferry.conf" "$tmpfilesdir/ferry.conf" \
 	/etc/ferry/ferryd.conf "$unitdir/ferry-sideload@.service" \
-	"$udevrulesdir/90-ferry-sideload.rules"; do
+	"$udevrulesdir/90-ferry-sideload.rules" "$modulesloaddir/ferry.conf" "$sysctldir/50-ferry.conf"; do
 	[ -f "$root$f" ] || fail "$f is not installed"
 done
 for m in "$FERRY_SRCDIR"/docs/*.[1-8]; do
@@ -77,6 +79,10 @@ grep -qx 'After=dev-%i.device ferryd.service' "$root$unitdir/ferry-sideload@.ser
 grep -qx 'd /var/lib/ferry 0750 ferry ferry -' "$root$tmpfilesdir/ferry.conf" ||
 	fail "tmpfiles does not create /var/lib/ferry 0750 ferry ferry"
 grep -q '^u ferry ' "$root$sysusersdir/ferry.conf" || fail "sysusers does not create user ferry"
+# BBR for the unprivileged ferryd: the module is loaded and allowed at boot.
+grep -qx 'tcp_bbr' "$root$modulesloaddir/ferry.conf" || fail "modules-load does not load tcp_bbr"
+grep -qx 'net.ipv4.tcp_allowed_congestion_control = reno cubic bbr' "$root$sysctldir/50-ferry.conf" ||
+	fail "sysctl.d does not allow bbr"
 
 # ---- the default configuration ----------------------------------------------
 ferryd=$root/usr/sbin/ferryd
